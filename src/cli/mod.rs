@@ -1,0 +1,56 @@
+//! The command-line interface (clap, derive). Each subcommand lives in its own file: raw
+//! arguments -> library calls -> printed result. `main.rs` only maps the outcome to an exit code.
+
+mod inspect;
+mod predict;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Certified robustness for ONNX classifiers.
+#[derive(Debug, Parser)]
+#[command(name = "robustcert", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show a model's inputs, outputs, operators and parameter count.
+    Inspect(inspect::Args),
+    /// Run a model on inputs from a .npy/.npz file and print its outputs.
+    Predict(predict::Args),
+}
+
+/// How a command ended, mapped to the process exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Success (exit 0).
+    Ok,
+    /// A check or gate failed, or a property was refuted (exit 1).
+    Failed,
+}
+
+impl From<Outcome> for ExitCode {
+    fn from(o: Outcome) -> ExitCode {
+        match o {
+            Outcome::Ok => ExitCode::SUCCESS,
+            Outcome::Failed => ExitCode::from(1),
+        }
+    }
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    match cli.command {
+        Command::Inspect(a) => inspect::run(a),
+        Command::Predict(a) => predict::run(a),
+    }
+}
+
+/// Prints a value as one line of JSON.
+pub(crate) fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(v)?);
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! Datasets and arrays in: NumPy `.npy` / `.npz` files (the format of the NumPy "NEP 1" spec).
+
+pub mod npy;
+
+pub use npy::{read_array, read_npz_array, write_npy};

@@ -1,0 +1,172 @@
+//! ONNX `MatMul` (numpy matmul semantics) of a variable tensor and a constant 1-D or 2-D matrix,
+//! on either side.
+//! https://onnx.ai/onnx/operators/onnx__MatMul.html
+
+use super::Operator;
+use crate::error::{Error, Result};
+use crate::ir::{Param, Scalar, Tensor};
+
+/// `x @ b` with constant `b` of shape `[K, N]` (or `[K]`, giving one column that is dropped);
+/// when `constant_first`, `b @ x` with `b` of shape `[M, K]` and `x` of shape `[..., K, N]`
+/// or `[K]`.
+#[derive(Clone, Debug)]
+pub struct MatMul {
+    pub b: Param,
+    pub constant_first: bool,
+}
+
+impl MatMul {
+    fn kn(&self) -> (usize, usize) {
+        let s = self.b.shape();
+        if s.len() == 1 {
+            (s[0], 1)
+        } else {
+            (s[0], s[1])
+        }
+    }
+}
+
+impl Operator for MatMul {
+    fn name(&self) -> &'static str {
+        "MatMul"
+    }
+    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
+        super::arity("MatMul", inputs.len(), 1)?;
+        let x = inputs[0];
+        let bs = self.b.shape();
+        if self.constant_first {
+            let ok = bs.len() == 2 && !x.is_empty() && x[x.len().saturating_sub(2)] == bs[1];
+            if !ok {
+                return Err(Error::Shape(format!(
+                    "MatMul of a constant {bs:?} by {x:?}: shapes disagree"
+                )));
+            }
+            let mut out = x.to_vec();
+            let r = out.len();
+            out[r.saturating_sub(2)] = bs[0];
+            return Ok(out);
+        }
+        if x.is_empty() || bs.is_empty() || bs.len() > 2 {
+            return Err(Error::Shape(format!(
+                "MatMul of {x:?} by a constant {bs:?}: need ranks >= 1 and B rank <= 2"
+            )));
+        }
+        let (k, n) = self.kn();
+        if x[x.len() - 1] != k {
+            return Err(Error::Shape(format!(
+                "MatMul: {x:?} @ {bs:?} disagree on K"
+            )));
+        }
+        let mut out = x[..x.len() - 1].to_vec();
+        if bs.len() == 2 {
+            out.push(n);
+        }
+        Ok(out)
+    }
+    fn forward<T: Scalar>(&self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
+        let shape = self.output_shape(&[inputs[0].shape()])?;
+        let x = inputs[0];
+        if self.constant_first {
+            return left_constant(T::param(&self.b), x, shape);
+        }
+        let (k, n) = self.kn();
+        let m = x.len() / k.max(1);
+        let mut out = Tensor::zeros(shape)?;
+        let b = T::param(&self.b);
+        // SAFETY: x is [m, k] row-major, b is [k, n], out is [m, n]; shapes checked above.
+        unsafe {
+            T::gemm(
+                m,
+                k,
+                n,
+                T::ONE,
+                x.data().as_ptr(),
+                k as isize,
+                1,
+                b.data().as_ptr(),
+                n as isize,
+                1,
+                T::ZERO,
+                out.data_mut().as_mut_ptr(),
+                n as isize,
+                1,
+            );
+        }
+        Ok(out)
+    }
+    fn parameter_count(&self) -> usize {
+        self.b.len()
+    }
+}
+
+/// `b @ x` for each trailing `[K, N]` matrix of `x` (or the vector `x` of length K).
+fn left_constant<T: Scalar>(b: &Tensor<T>, x: &Tensor<T>, shape: Vec<usize>) -> Result<Tensor<T>> {
+    let (m, k) = (b.shape()[0], b.shape()[1]);
+    let n = if x.rank() == 1 {
+        1
+    } else {
+        x.shape()[x.rank() - 1]
+    };
+    let mut out = Tensor::zeros(shape)?;
+    let step_in = k * n;
+    let step_out = m * n;
+    let count = x.len() / step_in.max(1);
+    for i in 0..count {
+        // SAFETY: b is [m, k]; each slice of x is [k, n] and of out [m, n], row-major.
+        unsafe {
+            T::gemm(
+                m,
+                k,
+                n,
+                T::ONE,
+                b.data().as_ptr(),
+                k as isize,
+                1,
+                x.data()[i * step_in..].as_ptr(),
+                n as isize,
+                1,
+                T::ZERO,
+                out.data_mut()[i * step_out..].as_mut_ptr(),
+                n as isize,
+                1,
+            );
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matmul_rank3_by_matrix() {
+        let b = Param::new(Tensor::new(vec![2, 1], vec![1.0, -1.0]).unwrap(), "b").unwrap();
+        let mm = MatMul {
+            b,
+            constant_first: false,
+        };
+        let x = Tensor::new(vec![2, 2, 2], vec![1.0f32, 2., 3., 5., 8., 13., 0., 1.]).unwrap();
+        let y = mm.forward(&[&x]).unwrap();
+        assert_eq!(y.shape(), &[2, 2, 1]);
+        assert_eq!(y.data(), &[-1.0, -2.0, -5.0, -1.0]);
+    }
+
+    #[test]
+    fn constant_on_the_left() {
+        let b = Param::new(
+            Tensor::new(vec![2, 2], vec![1.0, 2.0, 3.0, 4.0]).unwrap(),
+            "b",
+        )
+        .unwrap();
+        let mm = MatMul {
+            b,
+            constant_first: true,
+        };
+        let v = Tensor::new(vec![2], vec![1.0f64, -1.0]).unwrap();
+        assert_eq!(mm.forward(&[&v]).unwrap().data(), &[-1.0, -1.0]);
+        let x = Tensor::new(vec![2, 1], vec![1.0f64, -1.0]).unwrap();
+        let y = mm.forward(&[&x]).unwrap();
+        assert_eq!((y.shape(), y.data()), (&[2usize, 1][..], &[-1.0, -1.0][..]));
+    }
+}
