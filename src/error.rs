@@ -38,6 +38,17 @@ pub enum Error {
     /// Invalid argument passed to a library function.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A key is malformed, of an unsupported algorithm, or of the wrong kind (e.g. a private key
+    /// where a public one is expected).
+    #[error("key: {0}")]
+    Key(String),
+    /// A signed certificate does not verify: bad signature, other key, tampered bytes, or a model
+    /// or data file other than the one it names.
+    #[error("certificate verification failed: {0}")]
+    Verification(String),
+    /// A certificate could not be built (inconsistent results, non-finite numbers...).
+    #[error("certificate: {0}")]
+    Certificate(String),
     /// I/O failure with the path involved.
     #[error("{path}: {source}")]
     Io {

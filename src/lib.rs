@@ -13,6 +13,7 @@
 //! # Ok::<(), robustcert::Error>(())
 //! ```
 
+pub mod cert;
 pub mod cli;
 pub mod data;
 pub mod error;

@@ -1,7 +1,9 @@
 //! The command-line interface (clap, derive). Each subcommand lives in its own file: raw
 //! arguments -> library calls -> printed result. `main.rs` only maps the outcome to an exit code.
 
+mod check_cert;
 mod inspect;
+mod keygen;
 mod predict;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +23,10 @@ pub enum Command {
     Inspect(inspect::Args),
     /// Run a model on inputs from a .npy/.npz file and print its outputs.
     Predict(predict::Args),
+    /// Create a signing key pair for certificates (ECDSA P-256 by default, or Ed25519).
+    Keygen(keygen::Args),
+    /// Verify a signed robustness certificate: signature, key, and optionally model and data files.
+    CheckCert(check_cert::Args),
 }
 
 /// How a command ended, mapped to the process exit code.
@@ -46,6 +52,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Inspect(a) => inspect::run(a),
         Command::Predict(a) => predict::run(a),
+        Command::Keygen(a) => keygen::run(a),
+        Command::CheckCert(a) => check_cert::run(a),
     }
 }
 
