@@ -54,6 +54,18 @@ impl Graph {
         for (i, node) in self.nodes.iter().enumerate() {
             let out = match &node.op {
                 Op::Input(inp) => inputs[inp.index].clone(),
+                // A pointwise op that is the last user of its input overwrites it.
+                op if node.inputs.len() == 1 && remaining_uses[node.inputs[0].0] == 1 => {
+                    let p = node.inputs[0].0;
+                    let mut x = values[p].take().expect("inputs are evaluated before their users");
+                    match op.forward_in_place(&mut x) {
+                        Some(r) => {
+                            r.map_err(|e| Error::node(&node.name, op.name(), e.to_string()))?;
+                            x
+                        }
+                        None => op.forward(&[&x]).map_err(|e| Error::node(&node.name, op.name(), e.to_string()))?,
+                    }
+                }
                 op => {
                     let args: Vec<&Tensor<T>> = node
                         .inputs

@@ -283,3 +283,50 @@ impl Param {
         self.f64.is_empty()
     }
 }
+
+/// C (m x n, row-major, `ldc` = n) = alpha * A * B + beta * C, with A and B given by row/column
+/// strides, through matrixmultiply. Every size goes through the same kernel, whose per-element
+/// summation order does not depend on m or n: a sample's result is the same whatever batch it
+/// runs in, which replayable smoothing relies on.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm<T: Scalar>(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: T,
+    a: &[T],
+    (rsa, csa): (usize, usize),
+    b: &[T],
+    (rsb, csb): (usize, usize),
+    beta: T,
+    c: &mut [T],
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        (m - 1) * rsa + k.saturating_sub(1) * csa < a.len().max(1)
+            && k.saturating_sub(1) * rsb + (n - 1) * csb < b.len().max(1)
+            && m * n <= c.len(),
+        "gemm operands too small for their strides"
+    );
+    // SAFETY: the assertion above bounds every index matrixmultiply touches.
+    unsafe {
+        T::gemm(
+            m,
+            k,
+            n,
+            alpha,
+            a.as_ptr(),
+            rsa as isize,
+            csa as isize,
+            b.as_ptr(),
+            rsb as isize,
+            csb as isize,
+            beta,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        )
+    }
+}

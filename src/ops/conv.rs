@@ -6,6 +6,7 @@
 
 use super::Operator;
 use crate::error::{Error, Result};
+use crate::ir::tensor::gemm;
 use crate::ir::{Param, Scalar, Tensor};
 
 /// `Conv` with weight `[M, C/group, kH, kW]` (or `[M, C/group, kL]` in 1-D).
@@ -155,19 +156,10 @@ impl Operator for Conv {
     fn forward<T: Scalar>(&self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
         let shape = self.output_shape(&[inputs[0].shape()])?;
         let g = self.geometry(inputs[0].shape())?;
-        let x = inputs[0].data();
         let mut out = Tensor::zeros(shape)?;
         let w = T::param(&self.weight).data();
         let bias = self.bias.as_ref().map(|b| T::param(b).data());
-        let in_plane = g.c_in * g.h * g.w;
-        let out_plane = g.c_out * g.oh * g.ow;
-        let mut col: Vec<T> = Vec::new();
-        for (xs, ys) in x
-            .chunks_exact(in_plane)
-            .zip(out.data_mut().chunks_exact_mut(out_plane))
-        {
-            conv_sample(&g, w, bias, xs, ys, &mut col);
-        }
+        conv_batch(&g, w, bias, inputs[0].data(), out.data_mut());
         Ok(out)
     }
     fn parameter_count(&self) -> usize {
@@ -175,65 +167,87 @@ impl Operator for Conv {
     }
 }
 
-/// One sample: `x` is [C, H, W], `y` is [M, OH, OW].
-fn conv_sample<T: Scalar>(
-    g: &Geometry,
-    w: &[T],
-    bias: Option<&[T]>,
-    x: &[T],
-    y: &mut [T],
-    col: &mut Vec<T>,
-) {
+/// Largest im2col buffer (elements) built for a block of samples: blocks of samples share one
+/// GEMM, so the weights are packed once per block rather than once per sample.
+const COL_BUDGET: usize = 1 << 22;
+
+/// A batch: `x` is [N, C, H, W], `y` is [N, M, OH, OW].
+fn conv_batch<T: Scalar>(g: &Geometry, w: &[T], bias: Option<&[T]>, x: &[T], y: &mut [T]) {
     let ohw = g.oh * g.ow;
+    let in_plane = g.c_in * g.h * g.w;
+    let out_plane = g.c_out * ohw;
+    let n = x.len() / in_plane.max(1);
     let cg = g.c_in / g.group;
     let mg = g.c_out / g.group;
-    let is_pointwise = g.kh == 1
-        && g.kw == 1
-        && g.sh == 1
-        && g.sw == 1
-        && g.pt == 0
-        && g.pl == 0
-        && ohw == g.h * g.w;
+    let kk = cg * g.kh * g.kw;
+    let is_pointwise = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pl == 0 && ohw == g.h * g.w;
     if g.group == g.c_in && g.group == g.c_out && !is_pointwise {
-        depthwise(g, w, x, y);
+        if g.sw == 1 && g.ow >= 16 {
+            for (xs, ys) in x.chunks_exact(in_plane).zip(y.chunks_exact_mut(out_plane)) {
+                depthwise(g, w, xs, ys);
+            }
+        } else {
+            depthwise_channels_last(g, w, x, y);
+        }
+    } else if is_pointwise && ohw >= 256 {
+        // Large images: one GEMM per sample is big enough to run at full speed, and writes
+        // straight into the output.
+        for (xs, ys) in x.chunks_exact(in_plane).zip(y.chunks_exact_mut(out_plane)) {
+            for gi in 0..g.group {
+                let wg = &w[gi * mg * kk..(gi + 1) * mg * kk];
+                let xg = &xs[gi * cg * ohw..(gi + 1) * cg * ohw];
+                let yg = &mut ys[gi * mg * ohw..(gi + 1) * mg * ohw];
+                gemm(mg, kk, ohw, T::ONE, wg, (kk, 1), xg, (ohw, 1), T::ZERO, yg);
+            }
+        }
     } else {
-        let kk = cg * g.kh * g.kw;
-        for gi in 0..g.group {
-            let xg = &x[gi * cg * g.h * g.w..(gi + 1) * cg * g.h * g.w];
-            let src: &[T] = if is_pointwise {
-                xg
-            } else {
-                im2col(g, cg, xg, col);
-                col
-            };
-            let wg = &w[gi * mg * kk..(gi + 1) * mg * kk];
-            let yg = &mut y[gi * mg * ohw..(gi + 1) * mg * ohw];
-            // SAFETY: wg is [mg, kk], src is [kk, ohw], yg is [mg, ohw], all row-major.
-            unsafe {
-                T::gemm(
-                    mg,
-                    kk,
-                    ohw,
-                    T::ONE,
-                    wg.as_ptr(),
-                    kk as isize,
-                    1,
-                    src.as_ptr(),
-                    ohw as isize,
-                    1,
-                    T::ZERO,
-                    yg.as_mut_ptr(),
-                    ohw as isize,
-                    1,
-                );
+        let block = (COL_BUDGET / (kk * ohw).max(1)).clamp(1, n.max(1));
+        let mut col: Vec<T> = Vec::new();
+        let mut tmp: Vec<T> = Vec::new();
+        for start in (0..n).step_by(block) {
+            let b = block.min(n - start);
+            for gi in 0..g.group {
+                let wg = &w[gi * mg * kk..(gi + 1) * mg * kk];
+                let group_in = |s: usize| &x[(start + s) * in_plane + gi * cg * g.h * g.w..][..cg * g.h * g.w];
+                if b == 1 {
+                    // One sample: write the GEMM result straight into the output.
+                    let src: &[T] = if is_pointwise {
+                        group_in(0)
+                    } else {
+                        col.clear();
+                        col.resize(kk * ohw, T::ZERO);
+                        im2col(g, cg, group_in(0), &mut col, ohw, 0);
+                        &col
+                    };
+                    let yg = &mut y[start * out_plane + gi * mg * ohw..][..mg * ohw];
+                    gemm(mg, kk, ohw, T::ONE, wg, (kk, 1), src, (ohw, 1), T::ZERO, yg);
+                    continue;
+                }
+                let ld = b * ohw;
+                col.clear();
+                col.resize(kk * ld, T::ZERO);
+                for s in 0..b {
+                    im2col(g, cg, group_in(s), &mut col, ld, s * ohw);
+                }
+                tmp.clear();
+                tmp.resize(mg * ld, T::ZERO);
+                gemm(mg, kk, ld, T::ONE, wg, (kk, 1), &col, (ld, 1), T::ZERO, &mut tmp);
+                for s in 0..b {
+                    let ys = &mut y[(start + s) * out_plane + gi * mg * ohw..][..mg * ohw];
+                    for (m, dst) in ys.chunks_exact_mut(ohw).enumerate() {
+                        dst.copy_from_slice(&tmp[m * ld + s * ohw..][..ohw]);
+                    }
+                }
             }
         }
     }
-    if let Some(b) = bias {
-        for (m, plane) in y.chunks_exact_mut(ohw).enumerate() {
-            let bm = b[m];
-            for v in plane {
-                *v += bm;
+    if let Some(bv) = bias {
+        for plane in y.chunks_exact_mut(out_plane) {
+            for (m, ch) in plane.chunks_exact_mut(ohw).enumerate() {
+                let bm = bv[m];
+                for v in ch {
+                    *v += bm;
+                }
             }
         }
     }
@@ -252,11 +266,10 @@ fn valid_range(out: usize, input: usize, s: usize, p: usize, off: usize) -> (usi
     (lo.min(hi), hi)
 }
 
-/// Unfolds one group's input [cg, H, W] into columns [cg*kh*kw, OH*OW] (zero padding).
-fn im2col<T: Scalar>(g: &Geometry, cg: usize, x: &[T], col: &mut Vec<T>) {
+/// Unfolds one group's input [cg, H, W] into columns: row r (of cg*kh*kw) of `col` starts at
+/// `r * ld + off` and holds OH*OW values. Padding positions are left as they are (zero).
+fn im2col<T: Scalar>(g: &Geometry, cg: usize, x: &[T], col: &mut [T], ld: usize, off: usize) {
     let ohw = g.oh * g.ow;
-    col.clear();
-    col.resize(cg * g.kh * g.kw * ohw, T::ZERO);
     let mut row = 0;
     for c in 0..cg {
         let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
@@ -264,7 +277,7 @@ fn im2col<T: Scalar>(g: &Geometry, cg: usize, x: &[T], col: &mut Vec<T>) {
             let (oh_lo, oh_hi) = valid_range(g.oh, g.h, g.sh, g.pt, i * g.dh);
             for j in 0..g.kw {
                 let (ow_lo, ow_hi) = valid_range(g.ow, g.w, g.sw, g.pl, j * g.dw);
-                let dst = &mut col[row * ohw..(row + 1) * ohw];
+                let dst = &mut col[row * ld + off..row * ld + off + ohw];
                 for oh in oh_lo..oh_hi {
                     let ih = oh * g.sh + i * g.dh - g.pt;
                     let src = &plane[ih * g.w..(ih + 1) * g.w];
@@ -279,6 +292,67 @@ fn im2col<T: Scalar>(g: &Geometry, cg: usize, x: &[T], col: &mut Vec<T>) {
                     }
                 }
                 row += 1;
+            }
+        }
+    }
+}
+
+/// Depthwise convolution on small or strided images: each sample is turned channels-last
+/// (with its padding materialised), so the inner loop runs across channels and vectorises;
+/// the result is turned back to channels-first. Per output the taps are summed in the same
+/// order as in [`depthwise`].
+fn depthwise_channels_last<T: Scalar>(g: &Geometry, w: &[T], x: &[T], y: &mut [T]) {
+    let c = g.c_in;
+    let kk = g.kh * g.kw;
+    let ph = (g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1;
+    let pw = (g.ow - 1) * g.sw + (g.kw - 1) * g.dw + 1;
+    // Weights as [tap, channel].
+    let mut wt = vec![T::ZERO; kk * c];
+    for ch in 0..c {
+        for t in 0..kk {
+            wt[t * c + ch] = w[ch * kk + t];
+        }
+    }
+    let in_plane = c * g.h * g.w;
+    let ohw = g.oh * g.ow;
+    let mut padded = vec![T::ZERO; ph * pw * c];
+    let mut acc = vec![T::ZERO; ohw * c];
+    for (xs, ys) in x.chunks_exact(in_plane).zip(y.chunks_exact_mut(c * ohw)) {
+        padded.fill(T::ZERO);
+        for ch in 0..c {
+            for ih in 0..g.h {
+                let r = ih + g.pt;
+                if r >= ph {
+                    break;
+                }
+                for iw in 0..g.w {
+                    let q = iw + g.pl;
+                    if q >= pw {
+                        break;
+                    }
+                    padded[(r * pw + q) * c + ch] = xs[(ch * g.h + ih) * g.w + iw];
+                }
+            }
+        }
+        acc.fill(T::ZERO);
+        for oh in 0..g.oh {
+            for ow in 0..g.ow {
+                let out = &mut acc[(oh * g.ow + ow) * c..][..c];
+                for i in 0..g.kh {
+                    for j in 0..g.kw {
+                        let q = ((oh * g.sh + i * g.dh) * pw + ow * g.sw + j * g.dw) * c;
+                        let src = &padded[q..q + c];
+                        let wtap = &wt[(i * g.kw + j) * c..][..c];
+                        for ((o, &s), &wv) in out.iter_mut().zip(src).zip(wtap) {
+                            *o += wv * s;
+                        }
+                    }
+                }
+            }
+        }
+        for ch in 0..c {
+            for p in 0..ohw {
+                ys[ch * ohw + p] = acc[p * c + ch];
             }
         }
     }
@@ -382,6 +456,12 @@ mod tests {
             (6, 6, 6, 3, 1, 1, [1, 1, 1, 1], 4, 4),
             (2, 3, 1, 1, 2, 1, [0, 0, 0, 0], 5, 6),
             (2, 2, 1, 2, 3, 1, [0, 1, 2, 0], 7, 7),
+            // depthwise, channels-first path (stride 1, wide rows)
+            (3, 3, 3, 3, 1, 2, [1, 2, 2, 1], 6, 20),
+            // pointwise over a large image (one GEMM per sample)
+            (4, 8, 1, 1, 1, 1, [0, 0, 0, 0], 16, 17),
+            // grouped pointwise over a large image
+            (4, 6, 2, 1, 1, 1, [0, 0, 0, 0], 16, 16),
         ];
         for (idx, &(ci, co, grp, k, s, d, p, h, w)) in cases.iter().enumerate() {
             let wshape = vec![co, ci / grp, k, k];
@@ -394,7 +474,7 @@ mod tests {
                 dilations: vec![d, d],
                 group: grp,
             };
-            let x = Tensor::new(vec![2, ci, h, w], det(2 * ci * h * w, 7 + idx as u64)).unwrap();
+            let x = Tensor::new(vec![3, ci, h, w], det(3 * ci * h * w, 7 + idx as u64)).unwrap();
             let want = naive(&conv, &x);
             let got = conv.forward(&[&x]).unwrap();
             assert_eq!(got.shape(), want.shape(), "case {idx}");

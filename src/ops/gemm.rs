@@ -4,6 +4,7 @@
 use super::broadcast::broadcast_shape;
 use super::Operator;
 use crate::error::{Error, Result};
+use crate::ir::tensor::gemm;
 use crate::ir::{Param, Scalar, Tensor};
 
 /// `Gemm` with constant `b` (`[K, N]`, or `[N, K]` when `trans_b`) and optional constant `c`
@@ -81,36 +82,10 @@ impl Operator for Gemm {
         } else {
             T::ZERO
         };
-        let (rsa, csa) = if self.trans_a {
-            (1, m as isize)
-        } else {
-            (k as isize, 1)
-        };
-        let (rsb, csb) = if self.trans_b {
-            (1, k as isize)
-        } else {
-            (n as isize, 1)
-        };
+        let (rsa, csa) = if self.trans_a { (1, m) } else { (k, 1) };
+        let (rsb, csb) = if self.trans_b { (1, k) } else { (n, 1) };
         let b = T::param(&self.b);
-        // SAFETY: the shapes were checked above; `out` is [m, n] row-major and distinct from A, B.
-        unsafe {
-            T::gemm(
-                m,
-                k,
-                n,
-                T::from_f64(self.alpha),
-                a.data().as_ptr(),
-                rsa,
-                csa,
-                b.data().as_ptr(),
-                rsb,
-                csb,
-                beta,
-                out.data_mut().as_mut_ptr(),
-                n as isize,
-                1,
-            );
-        }
+        gemm(m, k, n, T::from_f64(self.alpha), a.data(), (rsa, csa), b.data(), (rsb, csb), beta, out.data_mut());
         Ok(out)
     }
     fn parameter_count(&self) -> usize {

@@ -4,6 +4,7 @@
 
 use super::Operator;
 use crate::error::{Error, Result};
+use crate::ir::tensor::gemm;
 use crate::ir::{Param, Scalar, Tensor};
 
 /// `x @ b` with constant `b` of shape `[K, N]` (or `[K]`, giving one column that is dropped);
@@ -73,25 +74,7 @@ impl Operator for MatMul {
         let m = x.len() / k.max(1);
         let mut out = Tensor::zeros(shape)?;
         let b = T::param(&self.b);
-        // SAFETY: x is [m, k] row-major, b is [k, n], out is [m, n]; shapes checked above.
-        unsafe {
-            T::gemm(
-                m,
-                k,
-                n,
-                T::ONE,
-                x.data().as_ptr(),
-                k as isize,
-                1,
-                b.data().as_ptr(),
-                n as isize,
-                1,
-                T::ZERO,
-                out.data_mut().as_mut_ptr(),
-                n as isize,
-                1,
-            );
-        }
+        gemm(m, k, n, T::ONE, x.data(), (k, 1), b.data(), (n, 1), T::ZERO, out.data_mut());
         Ok(out)
     }
     fn parameter_count(&self) -> usize {
@@ -112,25 +95,9 @@ fn left_constant<T: Scalar>(b: &Tensor<T>, x: &Tensor<T>, shape: Vec<usize>) -> 
     let step_out = m * n;
     let count = x.len() / step_in.max(1);
     for i in 0..count {
-        // SAFETY: b is [m, k]; each slice of x is [k, n] and of out [m, n], row-major.
-        unsafe {
-            T::gemm(
-                m,
-                k,
-                n,
-                T::ONE,
-                b.data().as_ptr(),
-                k as isize,
-                1,
-                x.data()[i * step_in..].as_ptr(),
-                n as isize,
-                1,
-                T::ZERO,
-                out.data_mut()[i * step_out..].as_mut_ptr(),
-                n as isize,
-                1,
-            );
-        }
+        let xs = &x.data()[i * step_in..(i + 1) * step_in];
+        let ys = &mut out.data_mut()[i * step_out..(i + 1) * step_out];
+        gemm(m, k, n, T::ONE, b.data(), (k, 1), xs, (n, 1), T::ZERO, ys);
     }
     Ok(out)
 }

@@ -74,6 +74,11 @@ pub trait Operator {
     fn parameter_count(&self) -> usize {
         0
     }
+    /// Overwrites a single input with the output, when the operator can (pointwise ones);
+    /// `None` when it cannot. Lets the executor skip an allocation and a pass over memory.
+    fn forward_in_place<T: Scalar>(&self, _x: &mut Tensor<T>) -> Option<Result<()>> {
+        None
+    }
 }
 
 /// A pointwise activation: `forward` and shapes come from [`eval`](Elementwise::eval).
@@ -128,6 +133,9 @@ macro_rules! ops {
             }
             fn parameter_count(&self) -> usize {
                 match self { $(Op::$variant(o) => o.parameter_count()),* }
+            }
+            fn forward_in_place<T: Scalar>(&self, x: &mut Tensor<T>) -> Option<Result<()>> {
+                match self { $(Op::$variant(o) => o.forward_in_place(x)),* }
             }
         }
         $(impl From<$variant> for Op { fn from(o: $variant) -> Op { Op::$variant(o) } })*
