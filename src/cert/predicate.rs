@@ -611,7 +611,7 @@ mod tests {
             .map(|i| InputResult::new(i, Some(0), if i < 8 { Outcome::Proved } else { Outcome::Inconclusive }, 0.3))
             .collect();
         rs.iter_mut().for_each(|r| r.label = 0);
-        let a = evaluate(&[c.clone()], &rs, &[], 0.95);
+        let a = evaluate(std::slice::from_ref(&c), &rs, &[], 0.95);
         assert_eq!(a.verdict, "PASS");
         let lower = Criterion { metric: Metric::CertifiedAccuracyLower, ..c };
         assert_eq!(evaluate(&[lower], &rs, &[], 0.95).verdict, "FAIL");

@@ -63,7 +63,7 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
             }
             println!("certificate {} VERIFIED", a.cert.display());
             println!("signed by   {} key {}", v.algorithm, v.keyid);
-            let checked = |c: bool| if c { "matches the given file" } else { "not checked (no file given)" };
+            let checked = |c: bool| if c { "matches the given file" } else { "not checked, no file given" };
             println!("model       {} sha256 {} ({})", p.model.name, p.model.digest.sha256, checked(v.model_checked));
             println!(
                 "dataset     {} manifest sha256 {} ({})",
@@ -72,7 +72,7 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
                 checked(v.data_checked)
             );
             println!(
-                "method      {} ({} classifier), threat model {} radii {:?}",
+                "method      {}, certifies the {}; threat model {} radii {:?}",
                 p.method.name, p.method.certified_classifier, p.threat_model.norm, p.threat_model.radii
             );
             for c in &overall.certified_accuracy {
