@@ -20,5 +20,6 @@ pub mod error;
 pub mod ir;
 pub mod onnx;
 pub mod ops;
+pub mod smoothing;
 
 pub use error::{Error, Result};

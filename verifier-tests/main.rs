@@ -8,4 +8,5 @@ mod cli;
 mod common;
 mod fixtures;
 mod hostile;
+mod smoothing;
 mod vnncomp;

@@ -5,6 +5,7 @@ mod check_cert;
 mod inspect;
 mod keygen;
 mod predict;
+mod smooth;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -27,6 +28,9 @@ pub enum Command {
     Keygen(keygen::Args),
     /// Verify a signed robustness certificate: signature, key, and optionally model and data files.
     CheckCert(check_cert::Args),
+    /// Randomized smoothing (Cohen et al. 2019): certify an L2 radius for the smoothed classifier,
+    /// predict with it, decide a target radius sequentially, or replay a recorded result.
+    Smooth(smooth::Args),
 }
 
 /// How a command ended, mapped to the process exit code.
@@ -52,6 +56,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Inspect(a) => inspect::run(a),
         Command::Predict(a) => predict::run(a),
+        Command::Smooth(a) => smooth::run(a),
         Command::Keygen(a) => keygen::run(a),
         Command::CheckCert(a) => check_cert::run(a),
     }
