@@ -7,8 +7,7 @@ use robustcert::ir::Tensor;
 use std::path::PathBuf;
 
 fn fixture(name: &str) -> robustcert::onnx::Model {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("verifier-tests/fixtures/models/{name}.onnx"));
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("verifier-tests/fixtures/models/{name}.onnx"));
     robustcert::onnx::load_file(&p).expect("fixture model")
 }
 
@@ -17,9 +16,7 @@ fn inputs(shape: &[usize], batch: usize) -> Tensor<f32> {
     s.extend_from_slice(shape);
     let n: usize = s.iter().product();
     // Deterministic values in [0, 1), like image pixels.
-    let data = (0..n)
-        .map(|i| ((i as u64 * 2654435761) % 1000) as f32 / 1000.0)
-        .collect();
+    let data = (0..n).map(|i| ((i as u64 * 2654435761) % 1000) as f32 / 1000.0).collect();
     Tensor::new(s, data).unwrap()
 }
 

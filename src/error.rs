@@ -18,11 +18,7 @@ pub enum Error {
     InvalidModel(String),
     /// A node could not be imported or evaluated; `node` names it.
     #[error("node '{node}' ({op}): {message}")]
-    Node {
-        node: String,
-        op: String,
-        message: String,
-    },
+    Node { node: String, op: String, message: String },
     /// Tensor shapes do not agree.
     #[error("shape mismatch: {0}")]
     Shape(String),
@@ -51,10 +47,7 @@ pub enum Error {
     Certificate(String),
     /// I/O failure with the path involved.
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 }
 
 /// One operator the importer cannot handle.
@@ -71,15 +64,9 @@ pub struct UnsupportedOp {
 fn unsupported_message(ops: &[UnsupportedOp]) -> String {
     let mut s = format!("{} unsupported operator node(s):", ops.len());
     for op in ops {
-        let dom = if op.domain.is_empty() || op.domain == "ai.onnx" {
-            String::new()
-        } else {
-            format!("{}::", op.domain)
-        };
-        s.push_str(&format!(
-            "\n  - {dom}{} (node '{}', opset {})",
-            op.op_type, op.node, op.opset
-        ));
+        let dom =
+            if op.domain.is_empty() || op.domain == "ai.onnx" { String::new() } else { format!("{}::", op.domain) };
+        s.push_str(&format!("\n  - {dom}{} (node '{}', opset {})", op.op_type, op.node, op.opset));
         if let Some(r) = &op.reason {
             s.push_str(&format!(": {r}"));
         }
@@ -91,23 +78,13 @@ fn unsupported_message(ops: &[UnsupportedOp]) -> String {
 
 impl Error {
     pub(crate) fn node(node: &str, op: &str, message: impl Into<String>) -> Self {
-        Error::Node {
-            node: node.to_string(),
-            op: op.to_string(),
-            message: message.into(),
-        }
+        Error::Node { node: node.to_string(), op: op.to_string(), message: message.into() }
     }
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Io { path: path.into(), source }
     }
     pub(crate) fn data(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        Error::Data {
-            path: path.into(),
-            message: message.into(),
-        }
+        Error::Data { path: path.into(), message: message.into() }
     }
 }
 

@@ -13,13 +13,16 @@
 //! # Ok::<(), robustcert::Error>(())
 //! ```
 
+pub mod bounds;
 pub mod cert;
 pub mod cli;
 pub mod data;
 pub mod error;
 pub mod ir;
+pub mod num;
 pub mod onnx;
 pub mod ops;
 pub mod smoothing;
+pub mod spec;
 
 pub use error::{Error, Result};

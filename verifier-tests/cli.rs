@@ -4,10 +4,7 @@ use crate::common::*;
 use std::process::Command;
 
 fn robustcert(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_robustcert"))
-        .args(args)
-        .output()
-        .expect("binary runs");
+    let out = Command::new(env!("CARGO_BIN_EXE_robustcert")).args(args).output().expect("binary runs");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -16,10 +13,7 @@ fn robustcert(args: &[&str]) -> (i32, String, String) {
 }
 
 fn model_path(name: &str) -> String {
-    fixtures()
-        .join(format!("models/{name}.onnx"))
-        .to_string_lossy()
-        .into_owned()
+    fixtures().join(format!("models/{name}.onnx")).to_string_lossy().into_owned()
 }
 
 #[test]
@@ -37,13 +31,8 @@ fn inspect_json_contract() {
 #[test]
 fn predict_json_contract() {
     let input = fixtures().join("models/mlp_relu.input.npy");
-    let (code, out, err) = robustcert(&[
-        "predict",
-        &model_path("mlp_relu"),
-        "--input",
-        input.to_str().unwrap(),
-        "--json",
-    ]);
+    let (code, out, err) =
+        robustcert(&["predict", &model_path("mlp_relu"), "--input", input.to_str().unwrap(), "--json"]);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let rows = v["outputs"].as_array().unwrap();
@@ -64,10 +53,7 @@ fn errors_exit_2_with_cause() {
     std::fs::write(&bad, b"\x08\x07garbage").unwrap();
     let (code, _, err) = robustcert(&["inspect", bad.to_str().unwrap()]);
     assert_eq!(code, 2);
-    assert!(
-        err.contains("cannot import") && err.contains("caused by"),
-        "{err}"
-    );
+    assert!(err.contains("cannot import") && err.contains("caused by"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 
     let (code, _, err) = robustcert(&["inspect", dir.join("missing.onnx").to_str().unwrap()]);
@@ -76,17 +62,8 @@ fn errors_exit_2_with_cause() {
 
     // An input of the wrong shape.
     let x = dir.join("x.npy");
-    robustcert::data::write_npy(
-        &x,
-        &robustcert::ir::Tensor::new(vec![2, 5], vec![0.0f32; 10]).unwrap(),
-    )
-    .unwrap();
-    let (code, _, err) = robustcert(&[
-        "predict",
-        &model_path("mlp_relu"),
-        "--input",
-        x.to_str().unwrap(),
-    ]);
+    robustcert::data::write_npy(&x, &robustcert::ir::Tensor::new(vec![2, 5], vec![0.0f32; 10]).unwrap()).unwrap();
+    let (code, _, err) = robustcert(&["predict", &model_path("mlp_relu"), "--input", x.to_str().unwrap()]);
     assert_eq!(code, 2);
     assert!(err.contains("does not fit"), "{err}");
     std::fs::remove_dir_all(&dir).ok();

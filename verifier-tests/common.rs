@@ -7,8 +7,8 @@ use onnx_protobuf::attribute_proto::AttributeType;
 use onnx_protobuf::tensor_shape_proto::{dimension, Dimension};
 use onnx_protobuf::type_proto::{self, Value as TypeValue};
 use onnx_protobuf::{
-    AttributeProto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
-    TensorShapeProto, TypeProto, ValueInfoProto,
+    AttributeProto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto,
+    TypeProto, ValueInfoProto,
 };
 use std::path::PathBuf;
 
@@ -35,11 +35,8 @@ pub fn value_info(name: &str, dims: &[i64]) -> ValueInfoProto {
     let mut shape = TensorShapeProto::new();
     for &d in dims {
         let mut dim = Dimension::new();
-        dim.value = Some(if d < 0 {
-            dimension::Value::DimParam("batch".into())
-        } else {
-            dimension::Value::DimValue(d)
-        });
+        dim.value =
+            Some(if d < 0 { dimension::Value::DimParam("batch".into()) } else { dimension::Value::DimValue(d) });
         shape.dim.push(dim);
     }
     let mut tt = type_proto::Tensor::new();

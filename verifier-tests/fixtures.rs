@@ -20,18 +20,11 @@ fn manifest() -> Vec<Entry> {
 
 /// Compares a result with onnxruntime's, numpy.allclose(rtol=1e-4, atol=1e-5).
 fn assert_matches(name: &str, what: &str, got: &[f64], want: &[f32]) {
-    assert_eq!(
-        got.len(),
-        want.len(),
-        "{name} ({what}): output sizes differ"
-    );
+    assert_eq!(got.len(), want.len(), "{name} ({what}): output sizes differ");
     let mut worst = 0.0f64;
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let w = w as f64;
-        assert!(
-            close(g, w, 1e-4, 1e-5),
-            "{name} ({what}): output {i} is {g}, onnxruntime gives {w}"
-        );
+        assert!(close(g, w, 1e-4, 1e-5), "{name} ({what}): output {i} is {g}, onnxruntime gives {w}");
         worst = worst.max((g - w).abs());
     }
     eprintln!("{name:28} {what}: max |ours - onnxruntime| = {worst:.2e}");
@@ -43,20 +36,12 @@ fn forward_matches_onnxruntime() {
     assert!(entries.len() >= 8, "expected at least 8 fixture models");
     for e in &entries {
         let dir = fixtures().join("models");
-        let m = load_file(dir.join(format!("{}.onnx", e.name)))
-            .unwrap_or_else(|err| panic!("{}: {err}", e.name));
+        let m = load_file(dir.join(format!("{}.onnx", e.name))).unwrap_or_else(|err| panic!("{}: {err}", e.name));
         let x = read_array(dir.join(format!("{}.input.npy", e.name))).unwrap();
-        let want = read_array(dir.join(format!("{}.output.npy", e.name)))
-            .unwrap()
-            .map(|v| v as f32);
+        let want = read_array(dir.join(format!("{}.output.npy", e.name))).unwrap().map(|v| v as f32);
         let xs = m.graph.as_samples(x.map(|v| v as f32)).unwrap();
         let y32 = m.graph.run_samples(&xs).unwrap();
-        assert_matches(
-            &e.name,
-            "f32",
-            &y32.map(|v| v as f64).into_data(),
-            want.data(),
-        );
+        assert_matches(&e.name, "f32", &y32.map(|v| v as f64).into_data(), want.data());
         let y64 = m.graph.run_samples(&xs.map(|v| v as f64)).unwrap();
         assert_matches(&e.name, "f64", y64.data(), want.data());
 
@@ -65,12 +50,7 @@ fn forward_matches_onnxruntime() {
         let row = y32.len() / n;
         for i in 0..n {
             let one = m.graph.run_samples(&xs.slice_batch(i, i + 1)).unwrap();
-            assert_eq!(
-                one.data(),
-                &y32.data()[i * row..(i + 1) * row],
-                "{}: sample {i} alone differs",
-                e.name
-            );
+            assert_eq!(one.data(), &y32.data()[i * row..(i + 1) * row], "{}: sample {i} alone differs", e.name);
         }
     }
 }
@@ -109,8 +89,7 @@ fn fixtures_cover_every_required_operator() {
         "Shape",
         "Gather",
     ];
-    let covered: std::collections::BTreeSet<String> =
-        manifest().into_iter().flat_map(|e| e.ops).collect();
+    let covered: std::collections::BTreeSet<String> = manifest().into_iter().flat_map(|e| e.ops).collect();
     let missing: Vec<_> = required.iter().filter(|r| !covered.contains(**r)).collect();
     assert!(missing.is_empty(), "no fixture exercises {missing:?}");
 }
@@ -137,20 +116,12 @@ fn clip_attribute_and_input_forms() {
     let mut n = node("Clip", "c", &["x"], &["y"]);
     attr_float(&mut n, "min", -0.5);
     attr_float(&mut n, "max", 6.0);
-    let y = run_one(
-        model(9, vec![n], vec![], value_info("x", &[1, 4]), "y"),
-        x.clone(),
-    )
-    .unwrap();
+    let y = run_one(model(9, vec![n], vec![], value_info("x", &[1, 4]), "y"), x.clone()).unwrap();
     assert_eq!(y.data(), &[-0.5, -0.25, 0.25, 6.0]);
     // opset 11+: inputs, and an absent min.
     let n = node("Clip", "c", &["x", "", "hi"], &["y"]);
     let hi = float_tensor("hi", &[], &[0.0]);
-    let y = run_one(
-        model(13, vec![n], vec![hi], value_info("x", &[1, 4]), "y"),
-        x,
-    )
-    .unwrap();
+    let y = run_one(model(13, vec![n], vec![hi], value_info("x", &[1, 4]), "y"), x).unwrap();
     assert_eq!(y.data(), &[-2.0, -0.25, 0.0, 0.0]);
 }
 
@@ -164,13 +135,7 @@ fn squeeze_axes_attribute_vs_input() {
     assert_eq!(g.node(g.outputs[0]).shape, vec![1, 3]);
     assert_eq!(g.forward(&[&x]).unwrap()[0].data(), &[1.0, 2.0, 3.0]);
     let n = node("Squeeze", "s", &["x", "axes"], &["y"]);
-    let m = model(
-        13,
-        vec![n],
-        vec![int_tensor("axes", &[-2])],
-        value_info("x", &[1, 1, 3]),
-        "y",
-    );
+    let m = model(13, vec![n], vec![int_tensor("axes", &[-2])], value_info("x", &[1, 1, 3]), "y");
     let g = robustcert::onnx::load_bytes(&bytes(&m)).unwrap().graph;
     assert_eq!(g.node(g.outputs[0]).shape, vec![1, 3]);
     // At opset 13 the attribute form is gone: axes come from the input, none means all 1-dims.
@@ -222,20 +187,10 @@ fn shape_subgraph_folds_and_batches() {
     ];
     let mut zero = int_tensor("zero", &[0]);
     zero.dims = vec![];
-    let m = model(
-        11,
-        nodes,
-        vec![zero, int_tensor("minus_one", &[-1])],
-        value_info("x", &[-1, 2, 3]),
-        "y",
-    );
+    let m = model(11, nodes, vec![zero, int_tensor("minus_one", &[-1])], value_info("x", &[-1, 2, 3]), "y");
     let model = robustcert::onnx::load_bytes(&bytes(&m)).unwrap();
     let g = &model.graph;
-    assert_eq!(
-        g.nodes.len(),
-        2,
-        "the shape subgraph folds into one Reshape"
-    );
+    assert_eq!(g.nodes.len(), 2, "the shape subgraph folds into one Reshape");
     assert!(g.batchable);
     let x = Tensor::new(vec![4, 2, 3], (0..24).map(|v| v as f32).collect()).unwrap();
     let y = g.run_samples(&x).unwrap();

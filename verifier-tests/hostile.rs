@@ -17,21 +17,14 @@ fn valid_mlp_runs() {
 
 #[test]
 fn garbage_bytes_are_a_protobuf_error() {
-    for junk in [
-        &b"not an onnx model"[..],
-        &[0xff; 64][..],
-        &[0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f][..],
-    ] {
+    for junk in [&b"not an onnx model"[..], &[0xff; 64][..], &[0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f][..]] {
         match load_bytes(junk) {
             Err(Error::Protobuf(_)) | Err(Error::InvalidModel(_)) => {}
             other => panic!("expected an error, got {other:?}"),
         }
     }
     // Empty bytes decode as an empty model, which has no graph.
-    assert!(load_bytes(&[])
-        .unwrap_err()
-        .to_string()
-        .contains("no graph"));
+    assert!(load_bytes(&[]).unwrap_err().to_string().contains("no graph"));
 }
 
 #[test]
@@ -84,10 +77,7 @@ fn absurd_tensor_sizes_refused_before_allocation() {
     // Declared size matches no data: refused, not zero-filled.
     let mut m = small_mlp();
     m.graph.as_mut().unwrap().initializer[0].dims = vec![50, 4];
-    assert!(load_bytes(&bytes(&m))
-        .unwrap_err()
-        .to_string()
-        .contains("bytes of raw data"));
+    assert!(load_bytes(&bytes(&m)).unwrap_err().to_string().contains("bytes of raw data"));
     // An absurd input shape.
     let mut m = small_mlp();
     m.graph.as_mut().unwrap().input[0] = value_info("x", &[1, 1 << 40]);
@@ -125,10 +115,7 @@ fn external_data_refused_with_advice() {
 fn missing_inputs_cycles_and_opsets() {
     let mut m = small_mlp();
     m.graph.as_mut().unwrap().node[1].input[0] = "nowhere".into();
-    assert!(load_bytes(&bytes(&m))
-        .unwrap_err()
-        .to_string()
-        .contains("nowhere"));
+    assert!(load_bytes(&bytes(&m)).unwrap_err().to_string().contains("nowhere"));
 
     let mut m = small_mlp();
     {
@@ -139,10 +126,7 @@ fn missing_inputs_cycles_and_opsets() {
 
     let mut m = small_mlp();
     m.opset_import[0].version = 99;
-    assert!(load_bytes(&bytes(&m))
-        .unwrap_err()
-        .to_string()
-        .contains("opset 99"));
+    assert!(load_bytes(&bytes(&m)).unwrap_err().to_string().contains("opset 99"));
 }
 
 /// Feeds mutated model bytes to the importer and, when it accepts them, to the forward pass.

@@ -1,6 +1,7 @@
 //! The command-line interface (clap, derive). Each subcommand lives in its own file: raw
 //! arguments -> library calls -> printed result. `main.rs` only maps the outcome to an exit code.
 
+mod bounds;
 mod check_cert;
 mod inspect;
 mod keygen;
@@ -24,6 +25,10 @@ pub enum Command {
     Inspect(inspect::Args),
     /// Run a model on inputs from a .npy/.npz file and print its outputs.
     Predict(predict::Args),
+    /// Sound bounds on every output over an Lp ball around one input (IBP or CROWN).
+    Bounds(bounds::BoundsArgs),
+    /// The certified radius of a label around one input (bisection over bound propagation).
+    Radius(bounds::RadiusArgs),
     /// Create a signing key pair for certificates (ECDSA P-256 by default, or Ed25519).
     Keygen(keygen::Args),
     /// Verify a signed robustness certificate: signature, key, and optionally model and data files.
@@ -56,9 +61,11 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Inspect(a) => inspect::run(a),
         Command::Predict(a) => predict::run(a),
-        Command::Smooth(a) => smooth::run(a),
+        Command::Bounds(a) => bounds::run_bounds(a),
+        Command::Radius(a) => bounds::run_radius(a),
         Command::Keygen(a) => keygen::run(a),
         Command::CheckCert(a) => check_cert::run(a),
+        Command::Smooth(a) => smooth::run(a),
     }
 }
 

@@ -23,10 +23,8 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<Outcome> {
-    let m = onnx::load_file(&a.model)
-        .with_context(|| format!("cannot import {}", a.model.display()))?;
-    let x =
-        data::read_array(&a.input).with_context(|| format!("cannot read {}", a.input.display()))?;
+    let m = onnx::load_file(&a.model).with_context(|| format!("cannot import {}", a.model.display()))?;
+    let x = data::read_array(&a.input).with_context(|| format!("cannot read {}", a.input.display()))?;
     let rows: Vec<Vec<f64>> = if a.f64 {
         let s = m.graph.as_samples(x)?;
         to_rows(m.graph.run_samples(&s)?.map(|v| v))

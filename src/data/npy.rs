@@ -13,87 +13,34 @@ fn read_values<R: Read>(npy: NpyFile<R>, path: &Path, available: u64) -> Result<
     let shape: Vec<usize> = npy
         .shape()
         .iter()
-        .map(|&d| {
-            usize::try_from(d).map_err(|_| Error::data(path, format!("dimension {d} too large")))
-        })
+        .map(|&d| usize::try_from(d).map_err(|_| Error::data(path, format!("dimension {d} too large"))))
         .collect::<Result<_>>()?;
     let n = checked_numel(&shape).map_err(|e| Error::data(path, e.to_string()))?;
     if npy.order() == Order::Fortran && shape.len() > 1 {
-        return Err(Error::data(
-            path,
-            "Fortran-ordered arrays are not supported; save with np.ascontiguousarray",
-        ));
+        return Err(Error::data(path, "Fortran-ordered arrays are not supported; save with np.ascontiguousarray"));
     }
     let ts = match npy.dtype() {
         npyz::DType::Plain(ts) => ts,
-        other => {
-            return Err(Error::data(
-                path,
-                format!("structured dtype {other:?} is not supported"),
-            ))
-        }
+        other => return Err(Error::data(path, format!("structured dtype {other:?} is not supported"))),
     };
     let width = ts.size_field();
     if (n as u64).saturating_mul(width) > available {
         return Err(Error::data(
             path,
-            format!(
-                "header declares shape {shape:?} ({} bytes) but the file holds {available}",
-                n as u64 * width
-            ),
+            format!("header declares shape {shape:?} ({} bytes) but the file holds {available}", n as u64 * width),
         ));
     }
     let io = |e: std::io::Error| Error::data(path, e.to_string());
     let data: Vec<f64> = match (ts.type_char(), width) {
-        (TypeChar::Float, 4) => npy
-            .into_vec::<f32>()
-            .map_err(io)?
-            .into_iter()
-            .map(f64::from)
-            .collect(),
+        (TypeChar::Float, 4) => npy.into_vec::<f32>().map_err(io)?.into_iter().map(f64::from).collect(),
         (TypeChar::Float, 8) => npy.into_vec::<f64>().map_err(io)?,
-        (TypeChar::Uint, 1) => npy
-            .into_vec::<u8>()
-            .map_err(io)?
-            .into_iter()
-            .map(f64::from)
-            .collect(),
-        (TypeChar::Int, 1) => npy
-            .into_vec::<i8>()
-            .map_err(io)?
-            .into_iter()
-            .map(f64::from)
-            .collect(),
-        (TypeChar::Int, 4) => npy
-            .into_vec::<i32>()
-            .map_err(io)?
-            .into_iter()
-            .map(f64::from)
-            .collect(),
-        (TypeChar::Int, 8) => npy
-            .into_vec::<i64>()
-            .map_err(io)?
-            .into_iter()
-            .map(|v| v as f64)
-            .collect(),
-        (TypeChar::Uint, 8) => npy
-            .into_vec::<u64>()
-            .map_err(io)?
-            .into_iter()
-            .map(|v| v as f64)
-            .collect(),
-        (TypeChar::Bool, 1) => npy
-            .into_vec::<bool>()
-            .map_err(io)?
-            .into_iter()
-            .map(|v| v as u8 as f64)
-            .collect(),
-        _ => {
-            return Err(Error::data(
-                path,
-                format!("element type {ts} is not supported (use float32)"),
-            ))
-        }
+        (TypeChar::Uint, 1) => npy.into_vec::<u8>().map_err(io)?.into_iter().map(f64::from).collect(),
+        (TypeChar::Int, 1) => npy.into_vec::<i8>().map_err(io)?.into_iter().map(f64::from).collect(),
+        (TypeChar::Int, 4) => npy.into_vec::<i32>().map_err(io)?.into_iter().map(f64::from).collect(),
+        (TypeChar::Int, 8) => npy.into_vec::<i64>().map_err(io)?.into_iter().map(|v| v as f64).collect(),
+        (TypeChar::Uint, 8) => npy.into_vec::<u64>().map_err(io)?.into_iter().map(|v| v as f64).collect(),
+        (TypeChar::Bool, 1) => npy.into_vec::<bool>().map_err(io)?.into_iter().map(|v| v as u8 as f64).collect(),
+        _ => return Err(Error::data(path, format!("element type {ts} is not supported (use float32)"))),
     };
     Tensor::new(shape, data).map_err(|e| Error::data(path, e.to_string()))
 }
@@ -102,21 +49,11 @@ fn read_values<R: Read>(npy: NpyFile<R>, path: &Path, available: u64) -> Result<
 /// every supported element type up to 2^53).
 pub fn read_array(path: impl AsRef<Path>) -> Result<Tensor<f64>> {
     let path = path.as_ref();
-    if path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("npz"))
-    {
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npz")) {
         let names = npz_names(path)?;
         match names.as_slice() {
             [one] => read_npz_array(path, one),
-            _ => Err(Error::data(
-                path,
-                format!(
-                    "holds {} arrays ({}); name one",
-                    names.len(),
-                    names.join(", ")
-                ),
-            )),
+            _ => Err(Error::data(path, format!("holds {} arrays ({}); name one", names.len(), names.join(", ")))),
         }
     } else {
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
@@ -129,16 +66,16 @@ pub fn read_array(path: impl AsRef<Path>) -> Result<Tensor<f64>> {
 
 /// Names of the arrays in a `.npz` archive.
 pub fn npz_names(path: &Path) -> Result<Vec<String>> {
-    let npz = npyz::npz::NpzArchive::open(path)
-        .map_err(|e| Error::data(path, format!("not a valid .npz archive: {e}")))?;
+    let npz =
+        npyz::npz::NpzArchive::open(path).map_err(|e| Error::data(path, format!("not a valid .npz archive: {e}")))?;
     Ok(npz.array_names().map(str::to_string).collect())
 }
 
 /// Reads one named array of a `.npz` archive.
 pub fn read_npz_array(path: impl AsRef<Path>, name: &str) -> Result<Tensor<f64>> {
     let path = path.as_ref();
-    let mut npz = npyz::npz::NpzArchive::open(path)
-        .map_err(|e| Error::data(path, format!("not a valid .npz archive: {e}")))?;
+    let mut npz =
+        npyz::npz::NpzArchive::open(path).map_err(|e| Error::data(path, format!("not a valid .npz archive: {e}")))?;
     let file_name = npyz::npz::file_name_from_array_name(name);
     let available = npz
         .zip_archive()
@@ -164,8 +101,7 @@ pub fn write_npy(path: impl AsRef<Path>, t: &Tensor<f32>) -> Result<()> {
         .writer(std::io::BufWriter::new(file))
         .begin_nd()
         .map_err(|e| Error::io(path, e))?;
-    w.extend(t.data().iter().copied())
-        .map_err(|e| Error::io(path, e))?;
+    w.extend(t.data().iter().copied()).map_err(|e| Error::io(path, e))?;
     w.finish().map_err(|e| Error::io(path, e))
 }
 

@@ -21,9 +21,7 @@ impl Graph {
         }
         for (t, info) in inputs.iter().zip(&self.input_info) {
             let ok = if self.batchable {
-                t.rank() == info.shape.len()
-                    && t.shape()[1..] == info.shape[1..]
-                    && t.shape()[0] > 0
+                t.rank() == info.shape.len() && t.shape()[1..] == info.shape[1..] && t.shape()[0] > 0
             } else {
                 t.shape() == info.shape.as_slice()
             };
@@ -32,11 +30,7 @@ impl Graph {
                     "input '{}' expects shape {:?}{}, got {:?}",
                     info.name,
                     info.shape,
-                    if self.batchable {
-                        " (any batch size in axis 0)"
-                    } else {
-                        ""
-                    },
+                    if self.batchable { " (any batch size in axis 0)" } else { "" },
                     t.shape()
                 )));
             }
@@ -70,14 +64,9 @@ impl Graph {
                     let args: Vec<&Tensor<T>> = node
                         .inputs
                         .iter()
-                        .map(|p| {
-                            values[p.0]
-                                .as_ref()
-                                .expect("inputs are evaluated before their users")
-                        })
+                        .map(|p| values[p.0].as_ref().expect("inputs are evaluated before their users"))
                         .collect();
-                    op.forward(&args)
-                        .map_err(|e| Error::node(&node.name, op.name(), e.to_string()))?
+                    op.forward(&args).map_err(|e| Error::node(&node.name, op.name(), e.to_string()))?
                 }
             };
             values[i] = Some(out);
@@ -88,11 +77,7 @@ impl Graph {
                 }
             }
         }
-        Ok(self
-            .outputs
-            .iter()
-            .map(|o| values[o.0].clone().expect("outputs are kept"))
-            .collect())
+        Ok(self.outputs.iter().map(|o| values[o.0].clone().expect("outputs are kept")).collect())
     }
 
     /// The shape of one sample of the first input: the declared shape without axis 0.
@@ -139,11 +124,7 @@ impl Graph {
             x.shape(),
             decl,
             decl,
-            decl[1..]
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
+            decl[1..].iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
         )))
     }
 

@@ -62,14 +62,7 @@ impl Graph {
         outputs: Vec<NodeId>,
         output_names: Vec<String>,
     ) -> Result<Self> {
-        let mut g = Graph {
-            nodes,
-            inputs,
-            input_info,
-            outputs,
-            output_names,
-            batchable: false,
-        };
+        let mut g = Graph { nodes, inputs, input_info, outputs, output_names, batchable: false };
         g.validate()?;
         g.batchable = g.batch_analysis();
         Ok(g)
@@ -77,9 +70,7 @@ impl Graph {
 
     fn validate(&self) -> Result<()> {
         if self.inputs.len() != self.input_info.len() {
-            return Err(Error::InvalidModel(
-                "input list and input info disagree".into(),
-            ));
+            return Err(Error::InvalidModel("input list and input info disagree".into()));
         }
         if self.outputs.is_empty() {
             return Err(Error::InvalidModel("the graph has no outputs".into()));
@@ -91,21 +82,16 @@ impl Graph {
                     node.name, bad.0
                 )));
             }
-            let ins: Vec<&[usize]> = node
-                .inputs
-                .iter()
-                .map(|p| self.nodes[p.0].shape.as_slice())
-                .collect();
+            let ins: Vec<&[usize]> = node.inputs.iter().map(|p| self.nodes[p.0].shape.as_slice()).collect();
             let shape = match &node.op {
                 Op::Input(inp) => {
-                    let info = self.input_info.get(inp.index).ok_or_else(|| {
-                        Error::InvalidModel(format!("input node '{}' has no input info", node.name))
-                    })?;
+                    let info = self
+                        .input_info
+                        .get(inp.index)
+                        .ok_or_else(|| Error::InvalidModel(format!("input node '{}' has no input info", node.name)))?;
                     info.shape.clone()
                 }
-                op => op
-                    .output_shape(&ins)
-                    .map_err(|e| Error::node(&node.name, op.name(), e.to_string()))?,
+                op => op.output_shape(&ins).map_err(|e| Error::node(&node.name, op.name(), e.to_string()))?,
             };
             if shape != node.shape {
                 return Err(Error::Shape(format!(
@@ -119,10 +105,7 @@ impl Graph {
         }
         for o in self.outputs.iter().chain(&self.inputs) {
             if o.0 >= self.nodes.len() {
-                return Err(Error::InvalidModel(format!(
-                    "graph endpoint {} is not a node",
-                    o.0
-                )));
+                return Err(Error::InvalidModel(format!("graph endpoint {} is not a node", o.0)));
             }
         }
         Ok(())
@@ -143,19 +126,15 @@ impl Graph {
                     s
                 }
                 op => {
-                    let ins: Vec<&[usize]> =
-                        node.inputs.iter().map(|p| shapes[p.0].as_slice()).collect();
+                    let ins: Vec<&[usize]> = node.inputs.iter().map(|p| shapes[p.0].as_slice()).collect();
                     match op.output_shape(&ins) {
                         Ok(s) => s,
                         Err(_) => return false,
                     }
                 }
             };
-            let batched = !s.is_empty()
-                && !node.shape.is_empty()
-                && node.shape[0] == 1
-                && s[0] == 2
-                && s[1..] == node.shape[1..];
+            let batched =
+                !s.is_empty() && !node.shape.is_empty() && node.shape[0] == 1 && s[0] == 2 && s[1..] == node.shape[1..];
             if !batched {
                 return false;
             }

@@ -135,11 +135,7 @@ pub fn checked_numel(shape: &[usize]) -> Result<usize> {
         n = n
             .checked_mul(d)
             .filter(|&n| n <= MAX_ELEMENTS)
-            .ok_or_else(|| {
-                Error::TooLarge(format!(
-                    "tensor of shape {shape:?} exceeds {MAX_ELEMENTS} elements"
-                ))
-            })?;
+            .ok_or_else(|| Error::TooLarge(format!("tensor of shape {shape:?} exceeds {MAX_ELEMENTS} elements")))?;
     }
     Ok(n)
 }
@@ -158,27 +154,18 @@ impl<T: Copy + Default> Tensor<T> {
     pub fn new(shape: Vec<usize>, data: Vec<T>) -> Result<Self> {
         let n = checked_numel(&shape)?;
         if n != data.len() {
-            return Err(Error::Shape(format!(
-                "shape {shape:?} holds {n} elements but {} were given",
-                data.len()
-            )));
+            return Err(Error::Shape(format!("shape {shape:?} holds {n} elements but {} were given", data.len())));
         }
         Ok(Tensor { shape, data })
     }
     /// A tensor of zeros (the type's default).
     pub fn zeros(shape: Vec<usize>) -> Result<Self> {
         let n = checked_numel(&shape)?;
-        Ok(Tensor {
-            shape,
-            data: vec![T::default(); n],
-        })
+        Ok(Tensor { shape, data: vec![T::default(); n] })
     }
     /// A scalar (rank-0) tensor.
     pub fn scalar(v: T) -> Self {
-        Tensor {
-            shape: vec![],
-            data: vec![v],
-        }
+        Tensor { shape: vec![], data: vec![v] }
     }
     pub fn shape(&self) -> &[usize] {
         &self.shape
@@ -204,45 +191,31 @@ impl<T: Copy + Default> Tensor<T> {
     /// The same data under another shape with the same number of elements.
     pub fn reshape(mut self, shape: Vec<usize>) -> Result<Self> {
         if checked_numel(&shape)? != self.data.len() {
-            return Err(Error::Shape(format!(
-                "cannot reshape {:?} into {:?}",
-                self.shape, shape
-            )));
+            return Err(Error::Shape(format!("cannot reshape {:?} into {:?}", self.shape, shape)));
         }
         self.shape = shape;
         Ok(self)
     }
     /// Element-wise conversion into another element type.
     pub fn map<U: Copy + Default>(&self, f: impl Fn(T) -> U) -> Tensor<U> {
-        Tensor {
-            shape: self.shape.clone(),
-            data: self.data.iter().map(|&v| f(v)).collect(),
-        }
+        Tensor { shape: self.shape.clone(), data: self.data.iter().map(|&v| f(v)).collect() }
     }
     /// Rows `[start, end)` along axis 0, copied.
     pub fn slice_batch(&self, start: usize, end: usize) -> Tensor<T> {
         let row: usize = self.shape[1..].iter().product();
         let mut shape = self.shape.clone();
         shape[0] = end - start;
-        Tensor {
-            shape,
-            data: self.data[start * row..end * row].to_vec(),
-        }
+        Tensor { shape, data: self.data[start * row..end * row].to_vec() }
     }
     /// Stacks tensors of equal shape `[b_i, ...]` along axis 0.
     pub fn concat_batch(parts: Vec<Tensor<T>>) -> Result<Tensor<T>> {
-        let first = parts
-            .first()
-            .ok_or_else(|| Error::InvalidArgument("no tensors to stack".into()))?;
+        let first = parts.first().ok_or_else(|| Error::InvalidArgument("no tensors to stack".into()))?;
         let tail = first.shape[1..].to_vec();
         let mut rows = 0;
         let mut data = Vec::new();
         for p in parts {
             if p.shape.is_empty() || p.shape[1..] != tail[..] {
-                return Err(Error::Shape(format!(
-                    "cannot stack {:?} with [_, {:?}]",
-                    p.shape, tail
-                )));
+                return Err(Error::Shape(format!("cannot stack {:?} with [_, {:?}]", p.shape, tail)));
             }
             rows += p.shape[0];
             data.extend(p.data);
@@ -265,10 +238,7 @@ impl Param {
     /// A parameter from f64 values; refuses NaN and infinities (`what` names it in the error).
     pub fn new(t: Tensor<f64>, what: &str) -> Result<Self> {
         if let Some(i) = t.data().iter().position(|v| !v.is_finite()) {
-            return Err(Error::NonFinite(format!(
-                "{what}: element {i} is {}",
-                t.data()[i]
-            )));
+            return Err(Error::NonFinite(format!("{what}: element {i} is {}", t.data()[i])));
         }
         let f32 = t.map(|v| v as f32);
         Ok(Param { f64: t, f32 })

@@ -20,11 +20,7 @@ impl<'a> Attrs<'a> {
     }
 
     fn err(&self, name: &str, msg: &str) -> Error {
-        Error::node(
-            &self.node.name,
-            &self.node.op_type,
-            format!("attribute '{name}': {msg}"),
-        )
+        Error::node(&self.node.name, &self.node.op_type, format!("attribute '{name}': {msg}"))
     }
 
     fn check(&self, a: &AttributeProto, want: AttributeType) -> Result<()> {
@@ -38,9 +34,7 @@ impl<'a> Attrs<'a> {
     }
 
     pub fn int(&self, name: &str) -> Result<Option<i64>> {
-        self.get(name)
-            .map(|a| self.check(a, AttributeType::INT).map(|_| a.i))
-            .transpose()
+        self.get(name).map(|a| self.check(a, AttributeType::INT).map(|_| a.i)).transpose()
     }
 
     pub fn int_or(&self, name: &str, default: i64) -> Result<i64> {
@@ -48,9 +42,7 @@ impl<'a> Attrs<'a> {
     }
 
     pub fn float(&self, name: &str) -> Result<Option<f32>> {
-        self.get(name)
-            .map(|a| self.check(a, AttributeType::FLOAT).map(|_| a.f))
-            .transpose()
+        self.get(name).map(|a| self.check(a, AttributeType::FLOAT).map(|_| a.f)).transpose()
     }
 
     pub fn float_or(&self, name: &str, default: f32) -> Result<f32> {
@@ -58,18 +50,11 @@ impl<'a> Attrs<'a> {
     }
 
     pub fn ints(&self, name: &str) -> Result<Option<Vec<i64>>> {
-        self.get(name)
-            .map(|a| self.check(a, AttributeType::INTS).map(|_| a.ints.clone()))
-            .transpose()
+        self.get(name).map(|a| self.check(a, AttributeType::INTS).map(|_| a.ints.clone())).transpose()
     }
 
     pub fn floats(&self, name: &str) -> Result<Option<Vec<f32>>> {
-        self.get(name)
-            .map(|a| {
-                self.check(a, AttributeType::FLOATS)
-                    .map(|_| a.floats.clone())
-            })
-            .transpose()
+        self.get(name).map(|a| self.check(a, AttributeType::FLOATS).map(|_| a.floats.clone())).transpose()
     }
 
     pub fn string(&self, name: &str) -> Result<Option<String>> {
@@ -96,10 +81,7 @@ impl<'a> Attrs<'a> {
         self.ints(name)?
             .map(|v| {
                 v.iter()
-                    .map(|&x| {
-                        usize::try_from(x)
-                            .map_err(|_| self.err(name, &format!("negative value {x} in {v:?}")))
-                    })
+                    .map(|&x| usize::try_from(x).map_err(|_| self.err(name, &format!("negative value {x} in {v:?}"))))
                     .collect()
             })
             .transpose()

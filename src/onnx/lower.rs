@@ -37,10 +37,7 @@ fn unsupported(n: &NodeProto, opset: i64, reason: impl Into<String>) -> Error {
 fn axis(n: &NodeProto, a: i64, rank: usize) -> Result<usize> {
     let r = rank as i64;
     if a < -r || a >= r {
-        return Err(node_err(
-            n,
-            format!("axis {a} is out of range for rank {rank}"),
-        ));
+        return Err(node_err(n, format!("axis {a} is out of range for rank {rank}")));
     }
     Ok(if a < 0 { (a + r) as usize } else { a as usize })
 }
@@ -54,17 +51,13 @@ impl Ctx {
             Some(name) => match self.values.get(name) {
                 Some(Value::Unavailable(why)) => Err(node_err(n, format!("input '{name}': {why}"))),
                 Some(v) => Ok(Some(v.clone())),
-                None => Err(node_err(
-                    n,
-                    format!("input '{name}' is not produced by any node, initializer or input"),
-                )),
+                None => Err(node_err(n, format!("input '{name}' is not produced by any node, initializer or input"))),
             },
         }
     }
 
     fn input(&self, n: &NodeProto, i: usize) -> Result<Value> {
-        self.opt_input(n, i)?
-            .ok_or_else(|| node_err(n, format!("missing input {i}")))
+        self.opt_input(n, i)?.ok_or_else(|| node_err(n, format!("missing input {i}")))
     }
 
     /// Input `i`, which must be a constant (weights, shapes, axes).
@@ -75,10 +68,7 @@ impl Ctx {
             Some(_) => Err(unsupported(
                 n,
                 self.opset,
-                format!(
-                    "input {i} ('{}') must be a constant, but it depends on the model input",
-                    n.input[i]
-                ),
+                format!("input {i} ('{}') must be a constant, but it depends on the model input", n.input[i]),
             )),
         }
     }
@@ -97,11 +87,7 @@ impl Ctx {
 
     /// Adds `op` applied to `inputs`, or evaluates it when every input is constant.
     fn emit(&mut self, n: &NodeProto, op: Op, inputs: Vec<Value>) -> Result<Value> {
-        let name = if n.name.is_empty() {
-            n.output.first().cloned().unwrap_or_default()
-        } else {
-            n.name.clone()
-        };
+        let name = if n.name.is_empty() { n.output.first().cloned().unwrap_or_default() } else { n.name.clone() };
         if inputs.iter().all(|v| matches!(v, Value::Const(_))) {
             let consts: Vec<&ConstTensor> = inputs
                 .iter()
@@ -112,9 +98,7 @@ impl Ctx {
                 .collect();
             let dtype = consts.first().map_or(DType::Float, |c| c.dtype);
             let args: Vec<&Tensor<f64>> = consts.iter().map(|c| &c.value).collect();
-            let value = op
-                .forward::<f64>(&args)
-                .map_err(|e| node_err(n, format!("constant folding: {e}")))?;
+            let value = op.forward::<f64>(&args).map_err(|e| node_err(n, format!("constant folding: {e}")))?;
             return Ok(Value::Const(ConstTensor { dtype, value }));
         }
         let mut ids = Vec::with_capacity(inputs.len());
@@ -125,19 +109,9 @@ impl Ctx {
                 Value::Unavailable(why) => return Err(node_err(n, why)),
             });
         }
-        let in_shapes: Vec<&[usize]> = ids
-            .iter()
-            .map(|id| self.nodes[id.0].shape.as_slice())
-            .collect();
-        let shape = op
-            .output_shape(&in_shapes)
-            .map_err(|e| node_err(n, e.to_string()))?;
-        self.nodes.push(Node {
-            name,
-            op,
-            inputs: ids,
-            shape,
-        });
+        let in_shapes: Vec<&[usize]> = ids.iter().map(|id| self.nodes[id.0].shape.as_slice()).collect();
+        let shape = op.output_shape(&in_shapes).map_err(|e| node_err(n, e.to_string()))?;
+        self.nodes.push(Node { name, op, inputs: ids, shape });
         Ok(Value::Var(NodeId(self.nodes.len() - 1)))
     }
 
@@ -178,37 +152,15 @@ pub(crate) fn lower(ctx: &mut Ctx, n: &NodeProto) -> Result<()> {
         "Relu" => unary(ctx, n, ops::Relu.into())?,
         "Sigmoid" => unary(ctx, n, ops::Sigmoid.into())?,
         "Tanh" => unary(ctx, n, ops::Tanh.into())?,
-        "LeakyRelu" => unary(
-            ctx,
-            n,
-            ops::LeakyRelu {
-                alpha: a.float_or("alpha", 0.01)? as f64,
-            }
-            .into(),
-        )?,
+        "LeakyRelu" => unary(ctx, n, ops::LeakyRelu { alpha: a.float_or("alpha", 0.01)? as f64 }.into())?,
         "Clip" => clip(ctx, n, &a)?,
         "Add" | "Sub" | "Mul" | "Div" => binary(ctx, n, &a)?,
         "Neg" => {
             let x = ctx.input(n, 0)?;
-            let dtype = if let Value::Const(c) = &x {
-                c.dtype
-            } else {
-                DType::Float
-            };
-            let minus_one = ConstTensor {
-                dtype,
-                value: Tensor::scalar(-1.0),
-            };
+            let dtype = if let Value::Const(c) = &x { c.dtype } else { DType::Float };
+            let minus_one = ConstTensor { dtype, value: Tensor::scalar(-1.0) };
             let p = ctx.param(n, &minus_one, "-1")?;
-            ctx.emit(
-                n,
-                ops::Mul {
-                    constant: Some(p),
-                    constant_first: false,
-                }
-                .into(),
-                vec![x],
-            )?
+            ctx.emit(n, ops::Mul { constant: Some(p), constant_first: false }.into(), vec![x])?
         }
         "Gemm" => gemm(ctx, n, &a)?,
         "MatMul" => matmul(ctx, n)?,
@@ -222,15 +174,7 @@ pub(crate) fn lower(ctx: &mut Ctx, n: &NodeProto) -> Result<()> {
             let rank = ctx.shape_of(&x).len();
             let (default, coerce_2d) = if opset >= 13 { (-1, false) } else { (1, true) };
             let ax = axis(n, a.int_or("axis", default)?, rank)?;
-            ctx.emit(
-                n,
-                ops::Softmax {
-                    axis: ax,
-                    coerce_2d,
-                }
-                .into(),
-                vec![x],
-            )?
+            ctx.emit(n, ops::Softmax { axis: ax, coerce_2d }.into(), vec![x])?
         }
         "Flatten" => {
             let x = ctx.input(n, 0)?;
@@ -238,16 +182,9 @@ pub(crate) fn lower(ctx: &mut Ctx, n: &NodeProto) -> Result<()> {
             let r = s.len() as i64;
             let ax = a.int_or("axis", 1)?;
             if ax < -r || ax > r || (ax < 0 && opset < 11) {
-                return Err(node_err(
-                    n,
-                    format!("axis {ax} is out of range for rank {r} at opset {opset}"),
-                ));
+                return Err(node_err(n, format!("axis {ax} is out of range for rank {r} at opset {opset}")));
             }
-            let ax = if ax < 0 {
-                (ax + r) as usize
-            } else {
-                ax as usize
-            };
+            let ax = if ax < 0 { (ax + r) as usize } else { ax as usize };
             let target = vec![s[..ax].iter().product(), s[ax..].iter().product()];
             reshape_to(ctx, n, x, target)?
         }
@@ -258,15 +195,11 @@ pub(crate) fn lower(ctx: &mut Ctx, n: &NodeProto) -> Result<()> {
             let rank = ctx.shape_of(&x).len();
             let perm = match a.ints("perm")? {
                 Some(p) => {
-                    let perm: Vec<usize> =
-                        p.iter().map(|&v| axis(n, v, rank)).collect::<Result<_>>()?;
+                    let perm: Vec<usize> = p.iter().map(|&v| axis(n, v, rank)).collect::<Result<_>>()?;
                     let mut seen = perm.clone();
                     seen.sort_unstable();
                     if seen != (0..rank).collect::<Vec<_>>() {
-                        return Err(node_err(
-                            n,
-                            format!("perm {p:?} is not a permutation of 0..{rank}"),
-                        ));
+                        return Err(node_err(n, format!("perm {p:?} is not a permutation of 0..{rank}")));
                     }
                     perm
                 }
@@ -281,10 +214,7 @@ pub(crate) fn lower(ctx: &mut Ctx, n: &NodeProto) -> Result<()> {
                     inputs.push(v);
                 }
             }
-            let rank = inputs
-                .first()
-                .map(|v| ctx.shape_of(v).len())
-                .ok_or_else(|| node_err(n, "no inputs"))?;
+            let rank = inputs.first().map(|v| ctx.shape_of(v).len()).ok_or_else(|| node_err(n, "no inputs"))?;
             // Concat-1 defaulted the axis to 1; from opset 4 it is required.
             let ax = match a.int("axis")? {
                 Some(v) => v,
@@ -302,43 +232,22 @@ pub(crate) fn lower(ctx: &mut Ctx, n: &NodeProto) -> Result<()> {
             let clamp = |v: i64| if v < 0 { (v + r).max(0) } else { v.min(r) } as usize;
             let start = clamp(a.int_or("start", 0)?);
             let end = clamp(a.int_or("end", r)?).max(start);
-            Value::Const(ConstTensor::ints(
-                vec![end - start],
-                s[start..end].to_vec(),
-            )?)
+            Value::Const(ConstTensor::ints(vec![end - start], s[start..end].to_vec())?)
         }
         "Gather" => gather(ctx, n, &a)?,
         "Cast" => cast(ctx, n, &a)?,
         "ConstantOfShape" => {
-            let shape = ctx
-                .const_input(n, 0)?
-                .ok_or_else(|| node_err(n, "missing shape"))?;
+            let shape = ctx.const_input(n, 0)?.ok_or_else(|| node_err(n, "missing shape"))?;
             let dims = to_dims(n, &shape.to_ints())?;
-            let fill = a.tensor("value")?.unwrap_or(ConstTensor {
-                dtype: DType::Float,
-                value: Tensor::scalar(0.0),
-            });
-            let v = *fill
-                .value
-                .data()
-                .first()
-                .ok_or_else(|| node_err(n, "empty value"))?;
+            let fill = a.tensor("value")?.unwrap_or(ConstTensor { dtype: DType::Float, value: Tensor::scalar(0.0) });
+            let v = *fill.value.data().first().ok_or_else(|| node_err(n, "empty value"))?;
             let len = checked_numel(&dims)?;
-            Value::Const(ConstTensor {
-                dtype: fill.dtype,
-                value: Tensor::new(dims, vec![v; len])?,
-            })
+            Value::Const(ConstTensor { dtype: fill.dtype, value: Tensor::new(dims, vec![v; len])? })
         }
         "Range" => {
             let get = |i| -> Result<f64> {
-                let c = ctx
-                    .const_input(n, i)?
-                    .ok_or_else(|| node_err(n, "missing input"))?;
-                c.value
-                    .data()
-                    .first()
-                    .copied()
-                    .ok_or_else(|| node_err(n, "empty input"))
+                let c = ctx.const_input(n, i)?.ok_or_else(|| node_err(n, "missing input"))?;
+                c.value.data().first().copied().ok_or_else(|| node_err(n, "empty input"))
             };
             let (start, limit, delta) = (get(0)?, get(1)?, get(2)?);
             if delta == 0.0 {
@@ -348,14 +257,9 @@ pub(crate) fn lower(ctx: &mut Ctx, n: &NodeProto) -> Result<()> {
             if count > crate::ir::tensor::MAX_ELEMENTS as f64 {
                 return Err(Error::TooLarge(format!("Range of {count} elements")));
             }
-            let v: Vec<f64> = (0..count as usize)
-                .map(|i| start + i as f64 * delta)
-                .collect();
+            let v: Vec<f64> = (0..count as usize).map(|i| start + i as f64 * delta).collect();
             let dtype = ctx.const_input(n, 0)?.map_or(DType::Float, |c| c.dtype);
-            Value::Const(ConstTensor {
-                dtype,
-                value: Tensor::new(vec![v.len()], v)?,
-            })
+            Value::Const(ConstTensor { dtype, value: Tensor::new(vec![v.len()], v)? })
         }
         "Slice" => slice(ctx, n, &a)?,
         other => return Err(unsupported(n, opset, format!("no lowering for {other}"))),
@@ -374,10 +278,7 @@ fn constant(n: &NodeProto, a: &Attrs) -> Result<ConstTensor> {
         return Ok(t);
     }
     if let Some(f) = a.float("value_float")? {
-        return Ok(ConstTensor {
-            dtype: DType::Float,
-            value: Tensor::scalar(f as f64),
-        });
+        return Ok(ConstTensor { dtype: DType::Float, value: Tensor::scalar(f as f64) });
     }
     if let Some(f) = a.floats("value_floats")? {
         return Ok(ConstTensor {
@@ -391,50 +292,30 @@ fn constant(n: &NodeProto, a: &Attrs) -> Result<ConstTensor> {
     if let Some(i) = a.ints("value_ints")? {
         return ConstTensor::ints(vec![i.len()], i);
     }
-    Err(node_err(
-        n,
-        "Constant without a supported value attribute (sparse and string values are not supported)",
-    ))
+    Err(node_err(n, "Constant without a supported value attribute (sparse and string values are not supported)"))
 }
 
 fn clip(ctx: &mut Ctx, n: &NodeProto, a: &Attrs) -> Result<Value> {
     let (min, max) = if ctx.opset < 11 {
-        (
-            a.float("min")?.map(|v| v as f64),
-            a.float("max")?.map(|v| v as f64),
-        )
+        (a.float("min")?.map(|v| v as f64), a.float("max")?.map(|v| v as f64))
     } else {
         let scalar = |i: usize| -> Result<Option<f64>> {
             match ctx.const_input(n, i)? {
                 None => Ok(None),
                 Some(c) if c.value.len() == 1 => Ok(Some(c.value.data()[0])),
-                Some(c) => Err(node_err(
-                    n,
-                    format!("bound {i} must be a scalar, got shape {:?}", c.shape()),
-                )),
+                Some(c) => Err(node_err(n, format!("bound {i} must be a scalar, got shape {:?}", c.shape()))),
             }
         };
         (scalar(1)?, scalar(2)?)
     };
     for v in [min, max].into_iter().flatten() {
         if v.is_nan() {
-            return Err(Error::NonFinite(format!(
-                "node '{}': Clip bound is NaN",
-                n.name
-            )));
+            return Err(Error::NonFinite(format!("node '{}': Clip bound is NaN", n.name)));
         }
     }
     // Infinite bounds (and float32's extremes, the opset-6 defaults) are simply no bound.
     let finite = |v: Option<f64>| v.filter(|b| b.is_finite() && b.abs() < f32::MAX as f64);
-    unary(
-        ctx,
-        n,
-        ops::Clip {
-            min: finite(min),
-            max: finite(max),
-        }
-        .into(),
-    )
+    unary(ctx, n, ops::Clip { min: finite(min), max: finite(max) }.into())
 }
 
 fn binary(ctx: &mut Ctx, n: &NodeProto, a: &Attrs) -> Result<Value> {
@@ -445,20 +326,10 @@ fn binary(ctx: &mut Ctx, n: &NodeProto, a: &Attrs) -> Result<Value> {
         let (ra, sb) = (ctx.shape_of(&x).len(), ctx.shape_of(&y));
         let ax = a.int_or("axis", (ra as i64) - (sb.len() as i64))?;
         let Value::Const(mut c) = y else {
-            return Err(unsupported(
-                n,
-                ctx.opset,
-                "legacy broadcast of a variable operand",
-            ));
+            return Err(unsupported(n, ctx.opset, "legacy broadcast of a variable operand"));
         };
         if ax < 0 || ax as usize + sb.len() > ra {
-            return Err(node_err(
-                n,
-                format!(
-                    "legacy broadcast axis {ax} does not fit ranks {ra} and {}",
-                    sb.len()
-                ),
-            ));
+            return Err(node_err(n, format!("legacy broadcast axis {ax} does not fit ranks {ra} and {}", sb.len())));
         }
         let mut shape = sb.clone();
         shape.extend(std::iter::repeat(1).take(ra - ax as usize - sb.len()));
@@ -466,39 +337,15 @@ fn binary(ctx: &mut Ctx, n: &NodeProto, a: &Attrs) -> Result<Value> {
         y = Value::Const(c);
     }
     let (constant, constant_first, inputs) = match (&x, &y) {
-        (Value::Var(_), Value::Const(c)) => (
-            Some(ctx.param(n, c, "constant operand")?),
-            false,
-            vec![x.clone()],
-        ),
-        (Value::Const(c), Value::Var(_)) => (
-            Some(ctx.param(n, c, "constant operand")?),
-            true,
-            vec![y.clone()],
-        ),
+        (Value::Var(_), Value::Const(c)) => (Some(ctx.param(n, c, "constant operand")?), false, vec![x.clone()]),
+        (Value::Const(c), Value::Var(_)) => (Some(ctx.param(n, c, "constant operand")?), true, vec![y.clone()]),
         _ => (None, false, vec![x.clone(), y.clone()]),
     };
     let op: Op = match n.op_type.as_str() {
-        "Add" => ops::Add {
-            constant,
-            constant_first,
-        }
-        .into(),
-        "Sub" => ops::Sub {
-            constant,
-            constant_first,
-        }
-        .into(),
-        "Mul" => ops::Mul {
-            constant,
-            constant_first,
-        }
-        .into(),
-        _ => ops::Div {
-            constant,
-            constant_first,
-        }
-        .into(),
+        "Add" => ops::Add { constant, constant_first }.into(),
+        "Sub" => ops::Sub { constant, constant_first }.into(),
+        "Mul" => ops::Mul { constant, constant_first }.into(),
+        _ => ops::Div { constant, constant_first }.into(),
     };
     let out = ctx.emit(n, op, inputs)?;
     // Integer division truncates (shape arithmetic such as size // 2).
@@ -513,9 +360,7 @@ fn binary(ctx: &mut Ctx, n: &NodeProto, a: &Attrs) -> Result<Value> {
 
 fn gemm(ctx: &mut Ctx, n: &NodeProto, a: &Attrs) -> Result<Value> {
     let x = ctx.input(n, 0)?;
-    let b = ctx
-        .const_input(n, 1)?
-        .ok_or_else(|| node_err(n, "missing B"))?;
+    let b = ctx.const_input(n, 1)?.ok_or_else(|| node_err(n, "missing B"))?;
     let c_in = ctx.opt_input(n, 2)?;
     let (c, add_var) = match c_in {
         Some(Value::Const(c)) => (Some(ctx.param(n, &c, "C")?), None),
@@ -534,20 +379,8 @@ fn gemm(ctx: &mut Ctx, n: &NodeProto, a: &Attrs) -> Result<Value> {
     let y = ctx.emit(n, op.into(), vec![x])?;
     match add_var {
         None => Ok(y),
-        Some(c) if beta == 1.0 => ctx.emit(
-            n,
-            ops::Add {
-                constant: None,
-                constant_first: false,
-            }
-            .into(),
-            vec![y, c],
-        ),
-        Some(_) => Err(unsupported(
-            n,
-            ctx.opset,
-            "Gemm with a non-constant C and beta != 1",
-        )),
+        Some(c) if beta == 1.0 => ctx.emit(n, ops::Add { constant: None, constant_first: false }.into(), vec![y, c]),
+        Some(_) => Err(unsupported(n, ctx.opset, "Gemm with a non-constant C and beta != 1")),
     }
 }
 
@@ -556,33 +389,15 @@ fn matmul(ctx: &mut Ctx, n: &NodeProto) -> Result<Value> {
     match (&x, &w) {
         (_, Value::Const(b)) => {
             let b = ctx.param(n, b, "B")?;
-            ctx.emit(
-                n,
-                ops::MatMul {
-                    b,
-                    constant_first: false,
-                }
-                .into(),
-                vec![x],
-            )
+            ctx.emit(n, ops::MatMul { b, constant_first: false }.into(), vec![x])
         }
         (Value::Const(a), _) if a.shape().len() == 2 => {
             let b = ctx.param(n, a, "A")?;
-            ctx.emit(
-                n,
-                ops::MatMul {
-                    b,
-                    constant_first: true,
-                }
-                .into(),
-                vec![w],
-            )
+            ctx.emit(n, ops::MatMul { b, constant_first: true }.into(), vec![w])
         }
-        (Value::Const(_), _) => Err(unsupported(
-            n,
-            ctx.opset,
-            "MatMul with a constant left operand that is not a matrix",
-        )),
+        (Value::Const(_), _) => {
+            Err(unsupported(n, ctx.opset, "MatMul with a constant left operand that is not a matrix"))
+        }
         _ => Err(unsupported(n, ctx.opset, "MatMul of two variable tensors")),
     }
 }
@@ -602,10 +417,7 @@ fn resolve_pads(
         "NOTSET" | "" => {
             let pads = a.usizes("pads")?.unwrap_or_else(|| vec![0; 2 * sp]);
             if pads.len() != 2 * sp {
-                return Err(node_err(
-                    n,
-                    format!("pads {pads:?} must have {} entries", 2 * sp),
-                ));
+                return Err(node_err(n, format!("pads {pads:?} must have {} entries", 2 * sp)));
             }
             Ok(pads)
         }
@@ -617,11 +429,7 @@ fn resolve_pads(
                 let span = (kernel[i] - 1) * dilations[i] + 1;
                 let total = ((out - 1) * strides[i] + span).saturating_sub(spatial[i]);
                 let small = total / 2;
-                let (begin, end) = if auto == "SAME_UPPER" {
-                    (small, total - small)
-                } else {
-                    (total - small, small)
-                };
+                let (begin, end) = if auto == "SAME_UPPER" { (small, total - small) } else { (total - small, small) };
                 pads[i] = begin;
                 pads[i + sp] = end;
             }
@@ -635,50 +443,34 @@ fn resolve_pads(
 fn per_axis(n: &NodeProto, a: &Attrs, name: &str, sp: usize) -> Result<Vec<usize>> {
     let v = a.usizes(name)?.unwrap_or_else(|| vec![1; sp]);
     if v.len() != sp || v.contains(&0) {
-        return Err(node_err(
-            n,
-            format!("{name} {v:?} must have {sp} positive entries"),
-        ));
+        return Err(node_err(n, format!("{name} {v:?} must have {sp} positive entries")));
     }
     Ok(v)
 }
 
 fn conv(ctx: &mut Ctx, n: &NodeProto, a: &Attrs) -> Result<Value> {
     let x = ctx.input(n, 0)?;
-    let w = ctx
-        .const_input(n, 1)?
-        .ok_or_else(|| node_err(n, "missing weight"))?;
+    let w = ctx.const_input(n, 1)?.ok_or_else(|| node_err(n, "missing weight"))?;
     let bias = ctx.const_input(n, 2)?;
     let xs = ctx.shape_of(&x);
     let ws = w.shape().to_vec();
     if ws.len() < 3 || xs.len() != ws.len() {
-        return Err(node_err(
-            n,
-            format!("weight {ws:?} does not fit input {xs:?}"),
-        ));
+        return Err(node_err(n, format!("weight {ws:?} does not fit input {xs:?}")));
     }
     let sp = ws.len() - 2;
     if sp > 2 {
-        return Err(unsupported(
-            n,
-            ctx.opset,
-            format!("{sp}-D convolution (1-D and 2-D are supported)"),
-        ));
+        return Err(unsupported(n, ctx.opset, format!("{sp}-D convolution (1-D and 2-D are supported)")));
     }
     let kernel = ws[2..].to_vec();
     if let Some(k) = a.usizes("kernel_shape")? {
         if k != kernel {
-            return Err(node_err(
-                n,
-                format!("kernel_shape {k:?} disagrees with the weight {ws:?}"),
-            ));
+            return Err(node_err(n, format!("kernel_shape {k:?} disagrees with the weight {ws:?}")));
         }
     }
     let strides = per_axis(n, a, "strides", sp)?;
     let dilations = per_axis(n, a, "dilations", sp)?;
     let pads = resolve_pads(n, a, &xs[2..], &kernel, &strides, &dilations)?;
-    let group =
-        usize::try_from(a.int_or("group", 1)?).map_err(|_| node_err(n, "negative group"))?;
+    let group = usize::try_from(a.int_or("group", 1)?).map_err(|_| node_err(n, "negative group"))?;
     let op = ops::Conv {
         weight: ctx.param(n, &w, "weight")?,
         bias: bias.map(|b| ctx.param(n, &b, "bias")).transpose()?,
@@ -692,68 +484,38 @@ fn conv(ctx: &mut Ctx, n: &NodeProto, a: &Attrs) -> Result<Value> {
 
 fn batch_norm(ctx: &mut Ctx, n: &NodeProto, a: &Attrs) -> Result<Value> {
     if a.int_or("training_mode", 0)? != 0 {
-        return Err(unsupported(
-            n,
-            ctx.opset,
-            "BatchNormalization in training mode",
-        ));
+        return Err(unsupported(n, ctx.opset, "BatchNormalization in training mode"));
     }
     if ctx.opset < 9 && a.int_or("spatial", 1)? == 0 {
-        return Err(unsupported(
-            n,
-            ctx.opset,
-            "BatchNormalization with spatial=0",
-        ));
+        return Err(unsupported(n, ctx.opset, "BatchNormalization with spatial=0"));
     }
     let x = ctx.input(n, 0)?;
     let mut p = Vec::new();
     for (i, what) in [(1, "scale"), (2, "bias"), (3, "mean"), (4, "var")] {
-        let c = ctx
-            .const_input(n, i)?
-            .ok_or_else(|| node_err(n, format!("missing {what}")))?;
+        let c = ctx.const_input(n, i)?.ok_or_else(|| node_err(n, format!("missing {what}")))?;
         p.push(ctx.param(n, &c, what)?);
     }
     let c = p[0].len();
     if p.iter().any(|t| t.shape() != [c]) {
-        return Err(node_err(
-            n,
-            "scale, bias, mean and var must all be vectors of the channel count",
-        ));
+        return Err(node_err(n, "scale, bias, mean and var must all be vectors of the channel count"));
     }
     if p[3].f64.data().iter().any(|&v| v < 0.0) {
         return Err(node_err(n, "negative running variance"));
     }
     ctx.mark_unavailable(n, 1, "a training-mode statistic");
     let mut p = p.into_iter();
-    let (scale, bias, mean, var) = (
-        p.next().unwrap(),
-        p.next().unwrap(),
-        p.next().unwrap(),
-        p.next().unwrap(),
-    );
-    let op = ops::BatchNorm {
-        scale,
-        bias,
-        mean,
-        var,
-        epsilon: a.float_or("epsilon", 1e-5)? as f64,
-    };
+    let (scale, bias, mean, var) = (p.next().unwrap(), p.next().unwrap(), p.next().unwrap(), p.next().unwrap());
+    let op = ops::BatchNorm { scale, bias, mean, var, epsilon: a.float_or("epsilon", 1e-5)? as f64 };
     ctx.emit(n, op.into(), vec![x])
 }
 
 fn pool(ctx: &mut Ctx, n: &NodeProto, a: &Attrs) -> Result<Value> {
     let x = ctx.input(n, 0)?;
     let xs = ctx.shape_of(&x);
-    let kernel = a
-        .usizes("kernel_shape")?
-        .ok_or_else(|| node_err(n, "missing kernel_shape"))?;
+    let kernel = a.usizes("kernel_shape")?.ok_or_else(|| node_err(n, "missing kernel_shape"))?;
     let sp = kernel.len();
     if !(1..=2).contains(&sp) || xs.len() != sp + 2 {
-        return Err(unsupported(
-            n,
-            ctx.opset,
-            format!("{sp}-D pooling on {xs:?} (1-D and 2-D are supported)"),
-        ));
+        return Err(unsupported(n, ctx.opset, format!("{sp}-D pooling on {xs:?} (1-D and 2-D are supported)")));
     }
     if kernel.contains(&0) {
         return Err(node_err(n, "zero kernel size"));
@@ -764,34 +526,16 @@ fn pool(ctx: &mut Ctx, n: &NodeProto, a: &Attrs) -> Result<Value> {
     let ceil_mode = a.int_or("ceil_mode", 0)? != 0;
     let op: Op = if n.op_type == "MaxPool" {
         if a.int_or("storage_order", 0)? != 0 && n.output.len() > 1 {
-            return Err(unsupported(
-                n,
-                ctx.opset,
-                "MaxPool indices in column-major order",
-            ));
+            return Err(unsupported(n, ctx.opset, "MaxPool indices in column-major order"));
         }
         ctx.mark_unavailable(n, 1, "MaxPool's indices, which robustcert does not compute");
-        ops::MaxPool {
-            kernel,
-            strides,
-            pads,
-            dilations,
-            ceil_mode,
-        }
-        .into()
+        ops::MaxPool { kernel, strides, pads, dilations, ceil_mode }.into()
     } else {
         if dilations.iter().any(|&d| d != 1) {
             return Err(unsupported(n, ctx.opset, "AveragePool with dilations"));
         }
         let count_include_pad = a.int_or("count_include_pad", 0)? != 0;
-        ops::AveragePool {
-            kernel,
-            strides,
-            pads,
-            ceil_mode,
-            count_include_pad,
-        }
-        .into()
+        ops::AveragePool { kernel, strides, pads, ceil_mode, count_include_pad }.into()
     };
     ctx.emit(n, op, vec![x])
 }
@@ -799,65 +543,40 @@ fn pool(ctx: &mut Ctx, n: &NodeProto, a: &Attrs) -> Result<Value> {
 fn reduce_mean(ctx: &mut Ctx, n: &NodeProto, a: &Attrs) -> Result<Value> {
     let x = ctx.input(n, 0)?;
     let rank = ctx.shape_of(&x).len();
-    let axes = if ctx.opset >= 18 {
-        ctx.const_input(n, 1)?.map(|c| c.to_ints())
-    } else {
-        a.ints("axes")?
-    };
+    let axes = if ctx.opset >= 18 { ctx.const_input(n, 1)?.map(|c| c.to_ints()) } else { a.ints("axes")? };
     let keepdims = a.int_or("keepdims", 1)? != 0;
     let axes = match axes {
         Some(v) if !v.is_empty() => v,
         _ if a.int_or("noop_with_empty_axes", 0)? != 0 => return Ok(x),
         _ => (0..rank as i64).collect(),
     };
-    let mut axes: Vec<usize> = axes
-        .iter()
-        .map(|&v| axis(n, v, rank))
-        .collect::<Result<_>>()?;
+    let mut axes: Vec<usize> = axes.iter().map(|&v| axis(n, v, rank)).collect::<Result<_>>()?;
     axes.sort_unstable();
     axes.dedup();
     ctx.emit(n, ops::ReduceMean { axes, keepdims }.into(), vec![x])
 }
 
 fn to_dims(n: &NodeProto, v: &[i64]) -> Result<Vec<usize>> {
-    v.iter()
-        .map(|&d| {
-            usize::try_from(d).map_err(|_| node_err(n, format!("invalid dimension {d} in {v:?}")))
-        })
-        .collect()
+    v.iter().map(|&d| usize::try_from(d).map_err(|_| node_err(n, format!("invalid dimension {d} in {v:?}")))).collect()
 }
 
 /// Reshape to a fully resolved `target` (keeping axis 0 as the batch when it is one).
 fn reshape_to(ctx: &mut Ctx, n: &NodeProto, x: Value, target: Vec<usize>) -> Result<Value> {
     let s = ctx.shape_of(&x);
     if checked_numel(&s)? != checked_numel(&target)? {
-        return Err(Error::Shape(format!(
-            "node '{}': cannot reshape {s:?} into {target:?}",
-            n.name
-        )));
+        return Err(Error::Shape(format!("node '{}': cannot reshape {s:?} into {target:?}", n.name)));
     }
     let keep_batch = !s.is_empty() && !target.is_empty() && s[0] == target[0];
-    ctx.emit(
-        n,
-        ops::Reshape {
-            shape: target,
-            keep_batch,
-        }
-        .into(),
-        vec![x],
-    )
+    ctx.emit(n, ops::Reshape { shape: target, keep_batch }.into(), vec![x])
 }
 
 fn reshape(ctx: &mut Ctx, n: &NodeProto, a: &Attrs) -> Result<Value> {
     let x = ctx.input(n, 0)?;
     let s = ctx.shape_of(&x);
     let spec = if ctx.opset < 5 {
-        a.ints("shape")?
-            .ok_or_else(|| node_err(n, "missing attribute 'shape'"))?
+        a.ints("shape")?.ok_or_else(|| node_err(n, "missing attribute 'shape'"))?
     } else {
-        ctx.const_input(n, 1)?
-            .ok_or_else(|| node_err(n, "missing shape"))?
-            .to_ints()
+        ctx.const_input(n, 1)?.ok_or_else(|| node_err(n, "missing shape"))?.to_ints()
     };
     let allowzero = a.int_or("allowzero", 0)? != 0;
     let mut target = Vec::with_capacity(spec.len());
@@ -869,9 +588,7 @@ fn reshape(ctx: &mut Ctx, n: &NodeProto, a: &Attrs) -> Result<Value> {
                 target.push(1);
             }
             0 if !allowzero => {
-                target.push(*s.get(i).ok_or_else(|| {
-                    node_err(n, format!("shape {spec:?} copies a missing axis {i}"))
-                })?)
+                target.push(*s.get(i).ok_or_else(|| node_err(n, format!("shape {spec:?} copies a missing axis {i}")))?)
             }
             d if d >= 0 => target.push(d as usize),
             _ => return Err(node_err(n, format!("invalid shape {spec:?}"))),
@@ -881,10 +598,7 @@ fn reshape(ctx: &mut Ctx, n: &NodeProto, a: &Attrs) -> Result<Value> {
     if let Some(i) = infer {
         let rest = checked_numel(&target)?;
         if rest == 0 || total % rest != 0 {
-            return Err(Error::Shape(format!(
-                "node '{}': cannot reshape {s:?} into {spec:?}",
-                n.name
-            )));
+            return Err(Error::Shape(format!("node '{}': cannot reshape {s:?} into {spec:?}", n.name)));
         }
         target[i] = total / rest;
     }
@@ -894,30 +608,16 @@ fn reshape(ctx: &mut Ctx, n: &NodeProto, a: &Attrs) -> Result<Value> {
 fn squeeze(ctx: &mut Ctx, n: &NodeProto, a: &Attrs) -> Result<Value> {
     let x = ctx.input(n, 0)?;
     let s = ctx.shape_of(&x);
-    let axes = if ctx.opset >= 13 {
-        ctx.const_input(n, 1)?.map(|c| c.to_ints())
-    } else {
-        a.ints("axes")?
-    };
+    let axes = if ctx.opset >= 13 { ctx.const_input(n, 1)?.map(|c| c.to_ints()) } else { a.ints("axes")? };
     let target = if n.op_type == "Squeeze" {
         match axes {
             None => s.iter().copied().filter(|&d| d != 1).collect(),
             Some(ax) => {
-                let ax: Vec<usize> = ax
-                    .iter()
-                    .map(|&v| axis(n, v, s.len()))
-                    .collect::<Result<_>>()?;
+                let ax: Vec<usize> = ax.iter().map(|&v| axis(n, v, s.len())).collect::<Result<_>>()?;
                 if let Some(&bad) = ax.iter().find(|&&i| s[i] != 1) {
-                    return Err(node_err(
-                        n,
-                        format!("cannot squeeze axis {bad} of size {} in {s:?}", s[bad]),
-                    ));
+                    return Err(node_err(n, format!("cannot squeeze axis {bad} of size {} in {s:?}", s[bad])));
                 }
-                s.iter()
-                    .enumerate()
-                    .filter(|(i, _)| !ax.contains(i))
-                    .map(|(_, &d)| d)
-                    .collect()
+                s.iter().enumerate().filter(|(i, _)| !ax.contains(i)).map(|(_, &d)| d).collect()
             }
         }
     } else {
@@ -929,15 +629,7 @@ fn squeeze(ctx: &mut Ctx, n: &NodeProto, a: &Attrs) -> Result<Value> {
             return Err(node_err(n, "repeated axes"));
         }
         let mut it = s.iter();
-        (0..r)
-            .map(|i| {
-                if ax.contains(&i) {
-                    1
-                } else {
-                    *it.next().expect("rank counted")
-                }
-            })
-            .collect()
+        (0..r).map(|i| if ax.contains(&i) { 1 } else { *it.next().expect("rank counted") }).collect()
     };
     reshape_to(ctx, n, x, target)
 }
@@ -947,48 +639,26 @@ fn pad(ctx: &mut Ctx, n: &NodeProto, a: &Attrs) -> Result<Value> {
     let rank = ctx.shape_of(&x).len();
     let mode = a.string("mode")?.unwrap_or_else(|| "constant".into());
     if mode != "constant" {
-        return Err(unsupported(
-            n,
-            ctx.opset,
-            format!("Pad mode '{mode}' (only 'constant' is supported)"),
-        ));
+        return Err(unsupported(n, ctx.opset, format!("Pad mode '{mode}' (only 'constant' is supported)")));
     }
     let (raw, value, axes) = if ctx.opset < 11 {
-        let p = a
-            .ints("pads")?
-            .or(a.ints("paddings")?)
-            .ok_or_else(|| node_err(n, "missing pads"))?;
+        let p = a.ints("pads")?.or(a.ints("paddings")?).ok_or_else(|| node_err(n, "missing pads"))?;
         (p, a.float_or("value", 0.0)? as f64, None)
     } else {
-        let p = ctx
-            .const_input(n, 1)?
-            .ok_or_else(|| node_err(n, "missing pads"))?
-            .to_ints();
-        let v = ctx
-            .const_input(n, 2)?
-            .and_then(|c| c.value.data().first().copied())
-            .unwrap_or(0.0);
+        let p = ctx.const_input(n, 1)?.ok_or_else(|| node_err(n, "missing pads"))?.to_ints();
+        let v = ctx.const_input(n, 2)?.and_then(|c| c.value.data().first().copied()).unwrap_or(0.0);
         let axes = ctx.const_input(n, 3)?.map(|c| c.to_ints());
         (p, v, axes)
     };
     if !value.is_finite() {
-        return Err(Error::NonFinite(format!(
-            "node '{}': pad value {value}",
-            n.name
-        )));
+        return Err(Error::NonFinite(format!("node '{}': pad value {value}", n.name)));
     }
     let axes: Vec<usize> = match axes {
-        Some(ax) => ax
-            .iter()
-            .map(|&v| axis(n, v, rank))
-            .collect::<Result<_>>()?,
+        Some(ax) => ax.iter().map(|&v| axis(n, v, rank)).collect::<Result<_>>()?,
         None => (0..rank).collect(),
     };
     if raw.len() != 2 * axes.len() {
-        return Err(node_err(
-            n,
-            format!("pads {raw:?} must have {} entries", 2 * axes.len()),
-        ));
+        return Err(node_err(n, format!("pads {raw:?} must have {} entries", 2 * axes.len())));
     }
     if raw.iter().any(|&p| p < 0) {
         return Err(unsupported(n, ctx.opset, "negative pads (cropping)"));
@@ -1003,12 +673,8 @@ fn pad(ctx: &mut Ctx, n: &NodeProto, a: &Attrs) -> Result<Value> {
 }
 
 fn gather(ctx: &mut Ctx, n: &NodeProto, a: &Attrs) -> Result<Value> {
-    let data = ctx
-        .const_input(n, 0)?
-        .ok_or_else(|| node_err(n, "missing data"))?;
-    let idx = ctx
-        .const_input(n, 1)?
-        .ok_or_else(|| node_err(n, "missing indices"))?;
+    let data = ctx.const_input(n, 0)?.ok_or_else(|| node_err(n, "missing data"))?;
+    let idx = ctx.const_input(n, 1)?.ok_or_else(|| node_err(n, "missing indices"))?;
     let ds = data.shape().to_vec();
     let ax = axis(n, a.int_or("axis", 0)?, ds.len())?;
     let outer: usize = ds[..ax].iter().product();
@@ -1023,30 +689,19 @@ fn gather(ctx: &mut Ctx, n: &NodeProto, a: &Attrs) -> Result<Value> {
         for &i in &idx.to_ints() {
             let j = if i < 0 { i + dim } else { i };
             if j < 0 || j >= dim {
-                return Err(node_err(
-                    n,
-                    format!("index {i} out of range for axis of size {dim}"),
-                ));
+                return Err(node_err(n, format!("index {i} out of range for axis of size {dim}")));
             }
             let base = (o * ds[ax] + j as usize) * inner;
             out.extend_from_slice(&src[base..base + inner]);
         }
     }
-    Ok(Value::Const(ConstTensor {
-        dtype: data.dtype,
-        value: Tensor::new(out_shape, out)?,
-    }))
+    Ok(Value::Const(ConstTensor { dtype: data.dtype, value: Tensor::new(out_shape, out)? }))
 }
 
 fn cast(ctx: &mut Ctx, n: &NodeProto, a: &Attrs) -> Result<Value> {
     let to = a.int("to")?.ok_or_else(|| node_err(n, "missing 'to'"))? as i32;
-    let target = dtype_of(to).ok_or_else(|| {
-        unsupported(
-            n,
-            ctx.opset,
-            format!("Cast to {}", super::tensor::dtype_name(to)),
-        )
-    })?;
+    let target =
+        dtype_of(to).ok_or_else(|| unsupported(n, ctx.opset, format!("Cast to {}", super::tensor::dtype_name(to))))?;
     match ctx.input(n, 0)? {
         Value::Const(mut c) => {
             c.value = match target {
@@ -1060,30 +715,22 @@ fn cast(ctx: &mut Ctx, n: &NodeProto, a: &Attrs) -> Result<Value> {
         }
         // Model inputs are float already; a float cast of a variable is the identity here.
         v @ Value::Var(_) if target == DType::Float => Ok(v),
-        _ => Err(unsupported(
-            n,
-            ctx.opset,
-            "Cast of a variable tensor to a non-float type",
-        )),
+        _ => Err(unsupported(n, ctx.opset, "Cast of a variable tensor to a non-float type")),
     }
 }
 
 fn slice(ctx: &mut Ctx, n: &NodeProto, a: &Attrs) -> Result<Value> {
-    let data = ctx
-        .const_input(n, 0)?
-        .ok_or_else(|| node_err(n, "missing data"))?;
+    let data = ctx.const_input(n, 0)?.ok_or_else(|| node_err(n, "missing data"))?;
     let ds = data.shape().to_vec();
     let (starts, ends, axes, steps) = if ctx.opset < 10 {
         (
-            a.ints("starts")?
-                .ok_or_else(|| node_err(n, "missing starts"))?,
+            a.ints("starts")?.ok_or_else(|| node_err(n, "missing starts"))?,
             a.ints("ends")?.ok_or_else(|| node_err(n, "missing ends"))?,
             a.ints("axes")?,
             None,
         )
     } else {
-        let get =
-            |i| -> Result<Option<Vec<i64>>> { Ok(ctx.const_input(n, i)?.map(|c| c.to_ints())) };
+        let get = |i| -> Result<Option<Vec<i64>>> { Ok(ctx.const_input(n, i)?.map(|c| c.to_ints())) };
         (
             get(1)?.ok_or_else(|| node_err(n, "missing starts"))?,
             get(2)?.ok_or_else(|| node_err(n, "missing ends"))?,
@@ -1134,8 +781,5 @@ fn slice(ctx: &mut Ctx, n: &NodeProto, a: &Attrs) -> Result<Value> {
             idx[i] = 0;
         }
     }
-    Ok(Value::Const(ConstTensor {
-        dtype: data.dtype,
-        value: Tensor::new(out_shape, out)?,
-    }))
+    Ok(Value::Const(ConstTensor { dtype: data.dtype, value: Tensor::new(out_shape, out)? }))
 }

@@ -126,26 +126,18 @@ fn import(model: &ModelProto) -> Result<Model> {
             OPSET_RANGE.0, OPSET_RANGE.1
         )));
     }
-    let g = model
-        .graph
-        .as_ref()
-        .ok_or_else(|| Error::InvalidModel("the model has no graph".into()))?;
+    let g = model.graph.as_ref().ok_or_else(|| Error::InvalidModel("the model has no graph".into()))?;
     let mut op_counts = BTreeMap::new();
     for n in &g.node {
         *op_counts.entry(n.op_type.clone()).or_insert(0) += 1;
     }
     if !g.sparse_initializer.is_empty() {
-        return Err(Error::InvalidModel(
-            "sparse initializers are not supported".into(),
-        ));
+        return Err(Error::InvalidModel("sparse initializers are not supported".into()));
     }
 
     let mut values: HashMap<String, Value> = HashMap::new();
     for init in &g.initializer {
-        values.insert(
-            init.name.clone(),
-            Value::Const(tensor::decode(init, &init.name)?),
-        );
+        values.insert(init.name.clone(), Value::Const(tensor::decode(init, &init.name)?));
     }
 
     // Model inputs: everything declared as input that is not an initializer.
@@ -160,10 +152,7 @@ fn import(model: &ModelProto) -> Result<Model> {
         let id = NodeId(nodes.len());
         nodes.push(Node {
             name: vi.name.clone(),
-            op: ops::Input {
-                index: inputs.len(),
-            }
-            .into(),
+            op: ops::Input { index: inputs.len() }.into(),
             inputs: vec![],
             shape: info.shape.clone(),
         });
@@ -172,19 +161,13 @@ fn import(model: &ModelProto) -> Result<Model> {
         input_info.push(info);
     }
     if inputs.is_empty() {
-        return Err(Error::InvalidModel(
-            "the model has no (non-initializer) inputs".into(),
-        ));
+        return Err(Error::InvalidModel("the model has no (non-initializer) inputs".into()));
     }
 
     let order = needed_in_order(g, &values)?;
     check_supported(&order, opset)?;
 
-    let mut ctx = lower::Ctx {
-        nodes,
-        values,
-        opset,
-    };
+    let mut ctx = lower::Ctx { nodes, values, opset };
     for node in &order {
         lower::lower(&mut ctx, node)?;
     }
@@ -204,12 +187,7 @@ fn import(model: &ModelProto) -> Result<Model> {
                 skipped_outputs.push(format!("{}: {why}", o.name));
                 continue;
             }
-            None => {
-                return Err(Error::InvalidModel(format!(
-                    "graph output '{}' is never produced",
-                    o.name
-                )))
-            }
+            None => return Err(Error::InvalidModel(format!("graph output '{}' is never produced", o.name))),
         };
         outputs.push(id);
         output_names.push(o.name.clone());
@@ -241,17 +219,14 @@ fn input_value_info(vi: &onnx_protobuf::ValueInfoProto) -> Result<ValueInfo> {
             dtype_name(tt.elem_type)
         )));
     }
-    let dims = tt
-        .shape
-        .as_ref()
-        .ok_or_else(|| err("no declared shape".into()))?;
+    let dims = tt.shape.as_ref().ok_or_else(|| err("no declared shape".into()))?;
     let mut shape = Vec::new();
     let mut dynamic_batch = false;
     for (i, d) in dims.dim.iter().enumerate() {
         match &d.value {
-            Some(Dim::DimValue(v)) if *v > 0 => shape.push(
-                usize::try_from(*v).map_err(|_| err(format!("dimension {v} too large")))?,
-            ),
+            Some(Dim::DimValue(v)) if *v > 0 => {
+                shape.push(usize::try_from(*v).map_err(|_| err(format!("dimension {v} too large")))?)
+            }
             Some(Dim::DimValue(v)) if *v <= 0 && i > 0 => {
                 return Err(err(format!("dimension {i} is {v}; static positive sizes are required")))
             }
@@ -268,19 +243,12 @@ fn input_value_info(vi: &onnx_protobuf::ValueInfoProto) -> Result<ValueInfo> {
         }
     }
     crate::ir::tensor::checked_numel(&shape)?;
-    Ok(ValueInfo {
-        name: vi.name.clone(),
-        shape,
-        dynamic_batch,
-    })
+    Ok(ValueInfo { name: vi.name.clone(), shape, dynamic_batch })
 }
 
 /// The nodes needed for the graph outputs, in a topological order (exporters usually emit one,
 /// but it is not relied on).
-fn needed_in_order<'a>(
-    g: &'a onnx_protobuf::GraphProto,
-    known: &HashMap<String, Value>,
-) -> Result<Vec<&'a NodeProto>> {
+fn needed_in_order<'a>(g: &'a onnx_protobuf::GraphProto, known: &HashMap<String, Value>) -> Result<Vec<&'a NodeProto>> {
     let mut producer: HashMap<&str, usize> = HashMap::new();
     for (i, n) in g.node.iter().enumerate() {
         for o in &n.output {
@@ -288,9 +256,7 @@ fn needed_in_order<'a>(
                 continue;
             }
             if producer.insert(o.as_str(), i).is_some() || known.contains_key(o) {
-                return Err(Error::InvalidModel(format!(
-                    "value '{o}' is produced more than once"
-                )));
+                return Err(Error::InvalidModel(format!("value '{o}' is produced more than once")));
             }
         }
     }
@@ -315,19 +281,13 @@ fn needed_in_order<'a>(
     let mut indegree = vec![0usize; g.node.len()];
     let mut users: Vec<Vec<usize>> = vec![Vec::new(); g.node.len()];
     for (i, n) in g.node.iter().enumerate().filter(|(i, _)| needed[*i]) {
-        let preds: HashSet<usize> = n
-            .input
-            .iter()
-            .filter_map(|x| producer.get(x.as_str()).copied())
-            .collect();
+        let preds: HashSet<usize> = n.input.iter().filter_map(|x| producer.get(x.as_str()).copied()).collect();
         indegree[i] = preds.len();
         for p in preds {
             users[p].push(i);
         }
     }
-    let mut queue: VecDeque<usize> = (0..g.node.len())
-        .filter(|&i| needed[i] && indegree[i] == 0)
-        .collect();
+    let mut queue: VecDeque<usize> = (0..g.node.len()).filter(|&i| needed[i] && indegree[i] == 0).collect();
     let mut order = Vec::new();
     while let Some(i) = queue.pop_front() {
         order.push(&g.node[i]);
@@ -347,10 +307,7 @@ fn needed_in_order<'a>(
 fn check_supported(order: &[&NodeProto], opset: i64) -> Result<()> {
     let bad: Vec<UnsupportedOp> = order
         .iter()
-        .filter(|n| {
-            !(n.domain.is_empty() || n.domain == "ai.onnx")
-                || !SUPPORTED_OPS.contains(&n.op_type.as_str())
-        })
+        .filter(|n| !(n.domain.is_empty() || n.domain == "ai.onnx") || !SUPPORTED_OPS.contains(&n.op_type.as_str()))
         .map(|n| UnsupportedOp {
             op_type: n.op_type.clone(),
             domain: n.domain.clone(),
@@ -382,12 +339,7 @@ impl lower::Ctx {
         let value = crate::ir::Param::new(c.value.clone(), name)?;
         let op: ops::Op = ops::Constant { value }.into();
         let shape = op.output_shape(&[])?;
-        self.nodes.push(Node {
-            name: name.to_string(),
-            op,
-            inputs: vec![],
-            shape,
-        });
+        self.nodes.push(Node { name: name.to_string(), op, inputs: vec![], shape });
         Ok(NodeId(self.nodes.len() - 1))
     }
 }

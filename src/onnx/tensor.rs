@@ -28,10 +28,7 @@ pub struct ConstTensor {
 
 impl ConstTensor {
     pub fn ints(shape: Vec<usize>, v: Vec<i64>) -> Result<Self> {
-        Ok(ConstTensor {
-            dtype: DType::Int,
-            value: Tensor::new(shape, v.into_iter().map(|x| x as f64).collect())?,
-        })
+        Ok(ConstTensor { dtype: DType::Int, value: Tensor::new(shape, v.into_iter().map(|x| x as f64).collect())? })
     }
     /// The values as integers (for shapes, axes, indices).
     pub fn to_ints(&self) -> Vec<i64> {
@@ -119,11 +116,9 @@ fn bf16_to_f64(bits: u16) -> f64 {
 pub fn decode(t: &TensorProto, what: &str) -> Result<ConstTensor> {
     let err = |m: String| Error::InvalidModel(format!("tensor '{what}': {m}"));
     if !t.external_data.is_empty() || t.data_location.value() == DataLocation::EXTERNAL as i32 {
-        return Err(err(
-            "its data is stored in an external file; robustcert reads self-contained models only \
+        return Err(err("its data is stored in an external file; robustcert reads self-contained models only \
              (re-save with onnx.save_model(model, path, save_as_external_data=False))"
-                .into(),
-        ));
+            .into()));
     }
     if t.segment.is_some() {
         return Err(err("segmented tensors are not supported".into()));
@@ -136,12 +131,8 @@ pub fn decode(t: &TensorProto, what: &str) -> Result<ConstTensor> {
         shape.push(usize::try_from(d).map_err(|_| err(format!("dimension {d} too large")))?);
     }
     let n = checked_numel(&shape).map_err(|e| err(e.to_string()))?;
-    let dtype = dtype_of(t.data_type).ok_or_else(|| {
-        err(format!(
-            "element type {} is not supported",
-            dtype_name(t.data_type)
-        ))
-    })?;
+    let dtype = dtype_of(t.data_type)
+        .ok_or_else(|| err(format!("element type {} is not supported", dtype_name(t.data_type))))?;
     let width = match t.data_type {
         code::UINT8 | code::INT8 | code::BOOL => 1,
         code::UINT16 | code::INT16 | code::FLOAT16 | code::BFLOAT16 => 2,
@@ -188,16 +179,8 @@ pub fn decode(t: &TensorProto, what: &str) -> Result<ConstTensor> {
             code::UINT32 | code::UINT64 => t.uint64_data.iter().map(|&v| v as f64).collect(),
             // int32_data carries the narrow types, float16/bfloat16 as their bit patterns.
             code::FLOAT16 => t.int32_data.iter().map(|&v| f16_to_f64(v as u16)).collect(),
-            code::BFLOAT16 => t
-                .int32_data
-                .iter()
-                .map(|&v| bf16_to_f64(v as u16))
-                .collect(),
-            code::BOOL => t
-                .int32_data
-                .iter()
-                .map(|&v| (v != 0) as u8 as f64)
-                .collect(),
+            code::BFLOAT16 => t.int32_data.iter().map(|&v| bf16_to_f64(v as u16)).collect(),
+            code::BOOL => t.int32_data.iter().map(|&v| (v != 0) as u8 as f64).collect(),
             code::INT8 => t.int32_data.iter().map(|&v| v as i8 as f64).collect(),
             code::UINT8 => t.int32_data.iter().map(|&v| v as u8 as f64).collect(),
             code::INT16 => t.int32_data.iter().map(|&v| v as i16 as f64).collect(),
@@ -205,17 +188,11 @@ pub fn decode(t: &TensorProto, what: &str) -> Result<ConstTensor> {
             _ => t.int32_data.iter().map(|&v| v as f64).collect(),
         };
         if typed.len() != n {
-            return Err(err(format!(
-                "shape {shape:?} holds {n} elements but the data has {}",
-                typed.len()
-            )));
+            return Err(err(format!("shape {shape:?} holds {n} elements but the data has {}", typed.len())));
         }
         typed
     };
-    Ok(ConstTensor {
-        dtype,
-        value: Tensor::new(shape, data)?,
-    })
+    Ok(ConstTensor { dtype, value: Tensor::new(shape, data)? })
 }
 
 #[cfg(test)]
@@ -260,9 +237,6 @@ mod tests {
         t.dims = vec![1];
         t.data_type = code::FLOAT;
         t.data_location = DataLocation::EXTERNAL.into();
-        assert!(decode(&t, "ext")
-            .unwrap_err()
-            .to_string()
-            .contains("external file"));
+        assert!(decode(&t, "ext").unwrap_err().to_string().contains("external file"));
     }
 }

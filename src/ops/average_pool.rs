@@ -9,6 +9,8 @@
 
 use super::max_pool::PoolGeometry;
 use super::Operator;
+use super::RelaxInput;
+use crate::bounds::affine::{AffineMap, Relaxation, Sparse};
 use crate::error::Result;
 use crate::ir::{Scalar, Tensor};
 
@@ -25,15 +27,7 @@ pub struct AveragePool {
 
 impl AveragePool {
     fn geometry(&self, x: &[usize]) -> Result<PoolGeometry> {
-        PoolGeometry::new(
-            "AveragePool",
-            x,
-            &self.kernel,
-            &self.strides,
-            &self.pads,
-            None,
-            self.ceil_mode,
-        )
+        PoolGeometry::new("AveragePool", x, &self.kernel, &self.strides, &self.pads, None, self.ceil_mode)
     }
 }
 
@@ -68,11 +62,7 @@ impl Operator for AveragePool {
         }
         // Separable: the sum over a window's rows, as one whole line, then over its columns.
         let mut acc = vec![T::ZERO; w];
-        for (xp, yp) in x
-            .data()
-            .chunks_exact(in_plane)
-            .zip(out.data_mut().chunks_exact_mut(out_plane))
-        {
+        for (xp, yp) in x.data().chunks_exact(in_plane).zip(out.data_mut().chunks_exact_mut(out_plane)) {
             for ((yr, rw), &rd) in yp.chunks_exact_mut(g.w.out).zip(&rows).zip(&row_div) {
                 let line: &[T] = match rw.count {
                     0 => {
@@ -91,15 +81,38 @@ impl Operator for AveragePool {
                     }
                 };
                 for ((y, cw), &cd) in yr.iter_mut().zip(&cols).zip(&col_div) {
-                    let s = line[cw.first..cw.first + cw.count]
-                        .iter()
-                        .fold(T::ZERO, |s, &v| s + v);
+                    let s = line[cw.first..cw.first + cw.count].iter().fold(T::ZERO, |s, &v| s + v);
                     // Divisor products are exact integers in f32 for any real kernel.
                     *y = s / (rd * cd);
                 }
             }
         }
         Ok(out)
+    }
+    fn relaxation(&self, r: &RelaxInput<'_>) -> Result<Relaxation> {
+        let x = r.in_shapes[0];
+        let g = self.geometry(x)?;
+        let (rows_w, cols_w) = (g.h.windows(), g.w.windows());
+        let (win, hin) = (g.w.input, g.h.input);
+        let mut rows = Vec::with_capacity(g.planes * g.h.out * g.w.out);
+        for p in 0..g.planes {
+            for rw in &rows_w {
+                for cw in &cols_w {
+                    let div = if self.count_include_pad { rw.padded * cw.padded } else { rw.count * cw.count };
+                    let w = 1.0 / div.max(1) as f64;
+                    let mut e = Vec::with_capacity(rw.count * cw.count);
+                    for i in 0..rw.count {
+                        for j in 0..cw.count {
+                            e.push((p * hin * win + (rw.first + i) * win + cw.first + j, w));
+                        }
+                    }
+                    rows.push(e);
+                }
+            }
+        }
+        let n_out = rows.len();
+        let s = Sparse::from_rows(g.planes * hin * win, rows);
+        Ok(Relaxation::Affine(AffineMap::approximate(vec![s], vec![0.0; n_out], crate::num::UNIT_ROUNDOFF)))
     }
 }
 
@@ -111,36 +124,12 @@ mod tests {
         Tensor::new(shape.to_vec(), data).unwrap()
     }
 
-    fn pool2(
-        k: usize,
-        s: usize,
-        p: usize,
-        ceil_mode: bool,
-        count_include_pad: bool,
-    ) -> AveragePool {
-        AveragePool {
-            kernel: vec![k, k],
-            strides: vec![s, s],
-            pads: vec![p; 4],
-            ceil_mode,
-            count_include_pad,
-        }
+    fn pool2(k: usize, s: usize, p: usize, ceil_mode: bool, count_include_pad: bool) -> AveragePool {
+        AveragePool { kernel: vec![k, k], strides: vec![s, s], pads: vec![p; 4], ceil_mode, count_include_pad }
     }
 
-    fn pool1(
-        k: usize,
-        s: usize,
-        pads: [usize; 2],
-        ceil_mode: bool,
-        count_include_pad: bool,
-    ) -> AveragePool {
-        AveragePool {
-            kernel: vec![k],
-            strides: vec![s],
-            pads: pads.to_vec(),
-            ceil_mode,
-            count_include_pad,
-        }
+    fn pool1(k: usize, s: usize, pads: [usize; 2], ceil_mode: bool, count_include_pad: bool) -> AveragePool {
+        AveragePool { kernel: vec![k], strides: vec![s], pads: pads.to_vec(), ceil_mode, count_include_pad }
     }
 
     #[test]
@@ -148,10 +137,7 @@ mod tests {
         // Two samples, one channel, 2x4 with negative values.
         let x = t(
             &[2, 1, 2, 4],
-            vec![
-                1.0, -2.0, 3.0, 4.0, 5.0, 6.0, -7.0, 8.0, -1.0, -1.0, 0.0, 2.0, -3.0, -3.0, 4.0,
-                6.0,
-            ],
+            vec![1.0, -2.0, 3.0, 4.0, 5.0, 6.0, -7.0, 8.0, -1.0, -1.0, 0.0, 2.0, -3.0, -3.0, 4.0, 6.0],
         );
         let y = pool2(2, 2, 0, false, false).forward(&[&x]).unwrap();
         assert_eq!(y.shape(), &[2, 1, 1, 2]);
@@ -164,10 +150,7 @@ mod tests {
         let x = t(&[1, 1, 2, 2], vec![1.0, 2.0, 3.0, 4.0]);
         let inc = pool2(2, 1, 1, false, true).forward(&[&x]).unwrap();
         assert_eq!(inc.shape(), &[1, 1, 3, 3]);
-        assert_eq!(
-            inc.data(),
-            &[0.25, 0.75, 0.5, 1.0, 2.5, 1.5, 0.75, 1.75, 1.0]
-        );
+        assert_eq!(inc.data(), &[0.25, 0.75, 0.5, 1.0, 2.5, 1.5, 0.75, 1.75, 1.0]);
         let exc = pool2(2, 1, 1, false, false).forward(&[&x]).unwrap();
         assert_eq!(exc.data(), &[1.0, 1.5, 2.0, 2.0, 2.5, 3.0, 3.0, 3.5, 4.0]);
     }
@@ -184,13 +167,7 @@ mod tests {
         let exc = pool1(3, 2, [1, 1], true, false).forward(&[&x]).unwrap();
         assert_eq!(exc.data(), &[1.5, 3.0, 5.0, 6.0]);
         // Without ceil_mode the partial window is not there.
-        assert_eq!(
-            pool1(3, 2, [1, 1], false, true)
-                .forward(&[&x])
-                .unwrap()
-                .data(),
-            &[1.0, 3.0, 5.0]
-        );
+        assert_eq!(pool1(3, 2, [1, 1], false, true).forward(&[&x]).unwrap().data(), &[1.0, 3.0, 5.0]);
     }
 
     #[test]
@@ -202,12 +179,7 @@ mod tests {
             assert_eq!(y.data(), &[2.0, 1.0, -9.0]);
         }
         // And a window that would start in the end padding is dropped.
-        assert_eq!(
-            pool1(2, 2, [1, 1], true, true)
-                .output_shape(&[&[1, 1, 5]])
-                .unwrap(),
-            vec![1, 1, 3]
-        );
+        assert_eq!(pool1(2, 2, [1, 1], true, true).output_shape(&[&[1, 1, 5]]).unwrap(), vec![1, 1, 3]);
     }
 
     #[test]
@@ -221,10 +193,7 @@ mod tests {
 
     #[test]
     fn f32_matches_f64() {
-        let x = t(
-            &[2, 3, 5, 7],
-            (0..210).map(|v| ((v * 37) % 23) as f64 - 11.0).collect(),
-        );
+        let x = t(&[2, 3, 5, 7], (0..210).map(|v| ((v * 37) % 23) as f64 - 11.0).collect());
         let op = pool2(3, 2, 1, true, false);
         let y64 = op.forward(&[&x]).unwrap();
         let y32 = op.forward(&[&x.map(|v| v as f32)]).unwrap();
@@ -241,9 +210,7 @@ mod tests {
         assert!(op.output_shape(&[&[1, 2, 2]]).is_err());
         assert!(op.output_shape(&[&[1, 1, 2, 2, 2]]).is_err());
         assert!(op.output_shape(&[&[1, 1, 1, 1]]).is_err());
-        assert!(pool2(2, 1, 2, false, true)
-            .output_shape(&[&[1, 1, 4, 4]])
-            .is_err());
+        assert!(pool2(2, 1, 2, false, true).output_shape(&[&[1, 1, 4, 4]]).is_err());
         let bad = AveragePool {
             kernel: vec![2, 2],
             strides: vec![1, 1],

@@ -2,7 +2,8 @@
 //! y = (x - mean) / sqrt(var + epsilon) * scale + bias.
 //! https://onnx.ai/onnx/operators/onnx__BatchNormalization.html
 
-use super::Operator;
+use super::{Operator, RelaxInput};
+use crate::bounds::affine::{AffineMap, Relaxation, Sparse};
 use crate::error::{Error, Result};
 use crate::ir::{Param, Scalar, Tensor};
 
@@ -23,19 +24,10 @@ impl BatchNorm {
     /// Per-channel (multiplier, offset) so that y = x * a + b, computed in `T` as onnxruntime
     /// does.
     pub fn affine<T: Scalar>(&self) -> (Vec<T>, Vec<T>) {
-        let (s, b, m, v) = (
-            T::param(&self.scale),
-            T::param(&self.bias),
-            T::param(&self.mean),
-            T::param(&self.var),
-        );
+        let (s, b, m, v) = (T::param(&self.scale), T::param(&self.bias), T::param(&self.mean), T::param(&self.var));
         let eps = T::from_f64(self.epsilon);
-        let a: Vec<T> = (0..self.channels())
-            .map(|c| s.data()[c] / (v.data()[c] + eps).sqrt())
-            .collect();
-        let off = (0..self.channels())
-            .map(|c| b.data()[c] - m.data()[c] * a[c])
-            .collect();
+        let a: Vec<T> = (0..self.channels()).map(|c| s.data()[c] / (v.data()[c] + eps).sqrt()).collect();
+        let off = (0..self.channels()).map(|c| b.data()[c] - m.data()[c] * a[c]).collect();
         (a, off)
     }
 }
@@ -48,10 +40,7 @@ impl Operator for BatchNorm {
         super::arity("BatchNormalization", inputs.len(), 1)?;
         let x = inputs[0];
         if x.len() < 2 || x[1] != self.channels() {
-            return Err(Error::Shape(format!(
-                "BatchNormalization with {} channels applied to {x:?}",
-                self.channels()
-            )));
+            return Err(Error::Shape(format!("BatchNormalization with {} channels applied to {x:?}", self.channels())));
         }
         Ok(x.to_vec())
     }
@@ -71,5 +60,22 @@ impl Operator for BatchNorm {
     }
     fn parameter_count(&self) -> usize {
         4 * self.channels()
+    }
+    fn relaxation(&self, r: &RelaxInput<'_>) -> Result<Relaxation> {
+        let x = r.in_shapes[0];
+        let (a, b) = self.affine::<f64>();
+        let plane: usize = x[2..].iter().product();
+        let n: usize = x.iter().product();
+        let c = self.channels();
+        let ch = |i: usize| (i / plane.max(1)) % c;
+        let diag: Vec<f64> = (0..n).map(|i| a[ch(i)]).collect();
+        let offset: Vec<f64> = (0..n).map(|i| b[ch(i)]).collect();
+        // a = scale / sqrt(var + eps) carries at most 3 roundings (relative 4u); the offset
+        // bias - mean * a then errs by at most 6u (|bias| + |mean a|).
+        let u = crate::num::UNIT_ROUNDOFF;
+        let (mean, bias) = (self.mean.f64.data(), self.bias.f64.data());
+        let err_abs: Vec<f64> =
+            (0..n).map(|i| crate::num::up(6.0 * u * (bias[ch(i)].abs() + (mean[ch(i)] * a[ch(i)]).abs()))).collect();
+        Ok(Relaxation::Affine(AffineMap { parts: vec![Sparse::diagonal(&diag)], offset, err_rel: 4.0 * u, err_abs }))
     }
 }

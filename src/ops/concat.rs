@@ -4,6 +4,8 @@
 //! https://onnx.ai/onnx/operators/onnx__Concat.html
 
 use super::Operator;
+use super::RelaxInput;
+use crate::bounds::affine::Relaxation;
 use crate::error::{Error, Result};
 use crate::ir::tensor::checked_numel;
 use crate::ir::{Scalar, Tensor};
@@ -19,27 +21,20 @@ impl Operator for Concat {
         "Concat"
     }
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
-        let first = inputs.first().ok_or_else(|| {
-            Error::InvalidModel("Concat takes at least 1 variable input, got 0".into())
-        })?;
+        let first = inputs
+            .first()
+            .ok_or_else(|| Error::InvalidModel("Concat takes at least 1 variable input, got 0".into()))?;
         let a = self.axis;
         if a >= first.len() {
-            return Err(Error::Shape(format!(
-                "Concat axis {a} out of range for {first:?}"
-            )));
+            return Err(Error::Shape(format!("Concat axis {a} out of range for {first:?}")));
         }
         let mut out = first.to_vec();
         out[a] = 0;
         for x in inputs {
-            let fits = x.len() == first.len()
-                && x.iter()
-                    .zip(first.iter())
-                    .enumerate()
-                    .all(|(i, (p, q))| i == a || p == q);
+            let fits =
+                x.len() == first.len() && x.iter().zip(first.iter()).enumerate().all(|(i, (p, q))| i == a || p == q);
             if !fits {
-                return Err(Error::Shape(format!(
-                    "Concat along axis {a} of {first:?} and {x:?}"
-                )));
+                return Err(Error::Shape(format!("Concat along axis {a} of {first:?} and {x:?}")));
             }
             out[a] = out[a]
                 .checked_add(x[a])
@@ -63,6 +58,10 @@ impl Operator for Concat {
             }
         }
         Tensor::new(shape, out)
+    }
+    fn relaxation(&self, r: &RelaxInput<'_>) -> Result<Relaxation> {
+        let map = super::gather_map(&r.in_shapes, |xs| self.forward(xs))?;
+        Ok(Relaxation::Affine(super::gather_affine(&r.in_shapes, &map, 0.0)))
     }
 }
 
@@ -99,10 +98,7 @@ mod tests {
         let b = t(&[2, 2, 2, 1], (10..18).map(|v| v as f64).collect());
         let y = Concat { axis: 1 }.forward(&[&a, &b]).unwrap();
         assert_eq!(y.shape(), &[2, 3, 2, 1]);
-        assert_eq!(
-            y.data(),
-            &[1.0, 2.0, 10.0, 11.0, 12.0, 13.0, 3.0, 4.0, 14.0, 15.0, 16.0, 17.0]
-        );
+        assert_eq!(y.data(), &[1.0, 2.0, 10.0, 11.0, 12.0, 13.0, 3.0, 4.0, 14.0, 15.0, 16.0, 17.0]);
         // Last axis.
         let y = Concat { axis: 3 }.forward(&[&a, &a]).unwrap();
         assert_eq!(y.shape(), &[2, 1, 2, 2]);
@@ -115,28 +111,18 @@ mod tests {
         assert_eq!(Concat { axis: 1 }.forward(&[&a]).unwrap(), a);
         let e = t(&[2, 0], vec![]);
         assert_eq!(Concat { axis: 1 }.forward(&[&e, &a, &e]).unwrap(), a);
-        let y = Concat { axis: 0 }
-            .forward(&[&a.map(|v| v as f32), &a.map(|v| v as f32)])
-            .unwrap();
+        let y = Concat { axis: 0 }.forward(&[&a.map(|v| v as f32), &a.map(|v| v as f32)]).unwrap();
         assert_eq!(y.shape(), &[4, 3]);
     }
 
     #[test]
     fn invalid() {
         assert!(Concat { axis: 0 }.output_shape(&[]).is_err());
-        assert!(Concat { axis: 2 }
-            .output_shape(&[&[2, 3], &[2, 3]])
-            .is_err());
-        assert!(Concat { axis: 1 }
-            .output_shape(&[&[2, 3], &[3, 3]])
-            .is_err());
-        assert!(Concat { axis: 1 }
-            .output_shape(&[&[2, 3], &[2, 3, 1]])
-            .is_err());
+        assert!(Concat { axis: 2 }.output_shape(&[&[2, 3], &[2, 3]]).is_err());
+        assert!(Concat { axis: 1 }.output_shape(&[&[2, 3], &[3, 3]]).is_err());
+        assert!(Concat { axis: 1 }.output_shape(&[&[2, 3], &[2, 3, 1]]).is_err());
         assert!(Concat { axis: 0 }.output_shape(&[&[]]).is_err());
-        assert!(Concat { axis: 0 }
-            .output_shape(&[&[usize::MAX], &[2]])
-            .is_err());
+        assert!(Concat { axis: 0 }.output_shape(&[&[usize::MAX], &[2]]).is_err());
         assert!(Concat { axis: 0 }.forward::<f64>(&[]).is_err());
     }
 }

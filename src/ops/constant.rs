@@ -3,6 +3,8 @@
 //! users' parameters instead.
 
 use super::Operator;
+use super::RelaxInput;
+use crate::bounds::affine::{AffineMap, Relaxation};
 use crate::error::Result;
 use crate::ir::{Param, Scalar, Tensor};
 
@@ -26,5 +28,8 @@ impl Operator for Constant {
     }
     fn parameter_count(&self) -> usize {
         self.value.len()
+    }
+    fn relaxation(&self, _r: &RelaxInput<'_>) -> Result<Relaxation> {
+        Ok(Relaxation::Affine(AffineMap::exact(vec![], self.value.f64.data().to_vec())))
     }
 }

@@ -4,7 +4,8 @@
 //! a direct loop (im2col would copy k*k times the data for one multiply-add per element).
 //! https://onnx.ai/onnx/operators/onnx__Conv.html
 
-use super::Operator;
+use super::{Operator, RelaxInput};
+use crate::bounds::affine::{AffineMap, Relaxation, Sparse};
 use crate::error::{Error, Result};
 use crate::ir::tensor::gemm;
 use crate::ir::{Param, Scalar, Tensor};
@@ -56,14 +57,10 @@ impl Conv {
         let ws = self.weight.shape();
         let sp = ws.len().saturating_sub(2);
         if !(sp == 1 || sp == 2) || x.len() != sp + 2 {
-            return Err(Error::Shape(format!(
-                "Conv with weight {ws:?} applied to {x:?}: only 1-D and 2-D"
-            )));
+            return Err(Error::Shape(format!("Conv with weight {ws:?} applied to {x:?}: only 1-D and 2-D")));
         }
         if self.strides.len() != sp || self.dilations.len() != sp || self.pads.len() != 2 * sp {
-            return Err(Error::InvalidModel(
-                "Conv strides/dilations/pads do not match the kernel rank".into(),
-            ));
+            return Err(Error::InvalidModel("Conv strides/dilations/pads do not match the kernel rank".into()));
         }
         let g = self.group;
         if g == 0 || x[1] != ws[1] * g || ws[0] % g != 0 {
@@ -74,11 +71,7 @@ impl Conv {
         }
         if let Some(b) = &self.bias {
             if b.shape() != [ws[0]] {
-                return Err(Error::Shape(format!(
-                    "Conv bias {:?} for {} output channels",
-                    b.shape(),
-                    ws[0]
-                )));
+                return Err(Error::Shape(format!("Conv bias {:?} for {} output channels", b.shape(), ws[0])));
             }
         }
         let (h, w, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr) = if sp == 2 {
@@ -97,46 +90,12 @@ impl Conv {
                 self.pads[3],
             )
         } else {
-            (
-                1,
-                x[2],
-                1,
-                ws[2],
-                1,
-                self.strides[0],
-                1,
-                self.dilations[0],
-                0,
-                self.pads[0],
-                0,
-                self.pads[1],
-            )
+            (1, x[2], 1, ws[2], 1, self.strides[0], 1, self.dilations[0], 0, self.pads[0], 0, self.pads[1])
         };
-        let bad = || {
-            Error::Shape(format!(
-                "Conv kernel {ws:?} does not fit input {x:?} with pads {:?}",
-                self.pads
-            ))
-        };
+        let bad = || Error::Shape(format!("Conv kernel {ws:?} does not fit input {x:?} with pads {:?}", self.pads));
         let oh = out_len(h, kh, sh, dh, pt, pb).ok_or_else(bad)?;
         let ow = out_len(w, kw, sw, dw, pl, pr).ok_or_else(bad)?;
-        Ok(Geometry {
-            c_in: x[1],
-            c_out: ws[0],
-            group: g,
-            h,
-            w,
-            kh,
-            kw,
-            sh,
-            sw,
-            dh,
-            dw,
-            pt,
-            pl,
-            oh,
-            ow,
-        })
+        Ok(Geometry { c_in: x[1], c_out: ws[0], group: g, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow })
     }
 }
 
@@ -164,6 +123,47 @@ impl Operator for Conv {
     }
     fn parameter_count(&self) -> usize {
         self.weight.len() + self.bias.as_ref().map_or(0, |b| b.len())
+    }
+    fn relaxation(&self, r: &RelaxInput<'_>) -> Result<Relaxation> {
+        let x = r.in_shapes[0];
+        let g = self.geometry(x)?;
+        let batch = x[0];
+        let w = self.weight.f64.data();
+        let cg = g.c_in / g.group;
+        let mg = g.c_out / g.group;
+        let mut rows = Vec::with_capacity(batch * g.c_out * g.oh * g.ow);
+        let mut offset = Vec::with_capacity(rows.capacity());
+        for b in 0..batch {
+            for m in 0..g.c_out {
+                let gi = m / mg;
+                let bias = self.bias.as_ref().map_or(0.0, |bv| bv.f64.data()[m]);
+                for oh in 0..g.oh {
+                    for ow in 0..g.ow {
+                        let mut e = Vec::new();
+                        for c in 0..cg {
+                            for i in 0..g.kh {
+                                let ih = (oh * g.sh + i * g.dh) as isize - g.pt as isize;
+                                if ih < 0 || ih >= g.h as isize {
+                                    continue;
+                                }
+                                for j in 0..g.kw {
+                                    let iw = (ow * g.sw + j * g.dw) as isize - g.pl as isize;
+                                    if iw < 0 || iw >= g.w as isize {
+                                        continue;
+                                    }
+                                    let xi = ((b * g.c_in + gi * cg + c) * g.h + ih as usize) * g.w + iw as usize;
+                                    e.push((xi, w[((m * cg + c) * g.kh + i) * g.kw + j]));
+                                }
+                            }
+                        }
+                        rows.push(e);
+                        offset.push(bias);
+                    }
+                }
+            }
+        }
+        let n_in = batch * g.c_in * g.h * g.w;
+        Ok(Relaxation::Affine(AffineMap::exact(vec![Sparse::from_rows(n_in, rows)], offset)))
     }
 }
 
@@ -258,11 +258,7 @@ fn conv_batch<T: Scalar>(g: &Geometry, w: &[T], bias: Option<&[T]>, x: &[T], y: 
 fn valid_range(out: usize, input: usize, s: usize, p: usize, off: usize) -> (usize, usize) {
     // ow*s + off >= p  and  ow*s + off < input + p
     let lo = if off >= p { 0 } else { (p - off).div_ceil(s) };
-    let hi = if input + p > off {
-        ((input + p - off - 1) / s + 1).min(out)
-    } else {
-        0
-    };
+    let hi = if input + p > off { ((input + p - off - 1) / s + 1).min(out) } else { 0 };
     (lo.min(hi), hi)
 }
 
@@ -415,12 +411,10 @@ mod tests {
                                 for j in 0..g.kw {
                                     let ih = (oh * g.sh + i * g.dh) as isize - g.pt as isize;
                                     let iw = (ow * g.sw + j * g.dw) as isize - g.pl as isize;
-                                    if ih < 0 || iw < 0 || ih >= g.h as isize || iw >= g.w as isize
-                                    {
+                                    if ih < 0 || iw < 0 || ih >= g.h as isize || iw >= g.w as isize {
                                         continue;
                                     }
-                                    let xi = ((b * g.c_in + gi * cg + c) * g.h + ih as usize) * g.w
-                                        + iw as usize;
+                                    let xi = ((b * g.c_in + gi * cg + c) * g.h + ih as usize) * g.w + iw as usize;
                                     s += w[((m * cg + c) * g.kh + i) * g.kw + j] * x.data()[xi];
                                 }
                             }
@@ -437,9 +431,7 @@ mod tests {
         let mut s = seed;
         (0..n)
             .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                 ((s >> 33) as f64 / (1u64 << 31) as f64) - 0.5
             })
             .collect()

@@ -2,7 +2,8 @@
 //! B, C constants. https://onnx.ai/onnx/operators/onnx__Gemm.html
 
 use super::broadcast::broadcast_shape;
-use super::Operator;
+use super::{Operator, RelaxInput};
+use crate::bounds::affine::{AffineMap, Relaxation, Sparse};
 use crate::error::{Error, Result};
 use crate::ir::tensor::gemm;
 use crate::ir::{Param, Scalar, Tensor};
@@ -39,29 +40,16 @@ impl Operator for Gemm {
         super::arity("Gemm", inputs.len(), 1)?;
         let a = inputs[0];
         if a.len() != 2 || self.b.shape().len() != 2 {
-            return Err(Error::Shape(format!(
-                "Gemm needs 2-D A and B, got {a:?} and {:?}",
-                self.b.shape()
-            )));
+            return Err(Error::Shape(format!("Gemm needs 2-D A and B, got {a:?} and {:?}", self.b.shape())));
         }
-        let (m, ka) = if self.trans_a {
-            (a[1], a[0])
-        } else {
-            (a[0], a[1])
-        };
+        let (m, ka) = if self.trans_a { (a[1], a[0]) } else { (a[0], a[1]) };
         let (k, n) = self.kn();
         if ka != k {
-            return Err(Error::Shape(format!(
-                "Gemm: A {a:?} and B {:?} disagree on K",
-                self.b.shape()
-            )));
+            return Err(Error::Shape(format!("Gemm: A {a:?} and B {:?} disagree on K", self.b.shape())));
         }
         if let Some(c) = &self.c {
             if broadcast_shape(c.shape(), &[m, n])? != [m, n] {
-                return Err(Error::Shape(format!(
-                    "Gemm: C {:?} does not broadcast to [{m}, {n}]",
-                    c.shape()
-                )));
+                return Err(Error::Shape(format!("Gemm: C {:?} does not broadcast to [{m}, {n}]", c.shape())));
             }
         }
         Ok(vec![m, n])
@@ -72,16 +60,10 @@ impl Operator for Gemm {
         let (k, _) = self.kn();
         let a = inputs[0];
         let mut out = match &self.c {
-            Some(c) => {
-                super::broadcast::binary(&Tensor::zeros(shape.clone())?, T::param(c), |_, c| c)?
-            }
+            Some(c) => super::broadcast::binary(&Tensor::zeros(shape.clone())?, T::param(c), |_, c| c)?,
             None => Tensor::zeros(shape)?,
         };
-        let beta = if self.c.is_some() {
-            T::from_f64(self.beta)
-        } else {
-            T::ZERO
-        };
+        let beta = if self.c.is_some() { T::from_f64(self.beta) } else { T::ZERO };
         let (rsa, csa) = if self.trans_a { (1, m) } else { (k, 1) };
         let (rsb, csb) = if self.trans_b { (1, k) } else { (n, 1) };
         let b = T::param(&self.b);
@@ -90,6 +72,31 @@ impl Operator for Gemm {
     }
     fn parameter_count(&self) -> usize {
         self.b.len() + self.c.as_ref().map_or(0, |c| c.len())
+    }
+    fn relaxation(&self, r: &RelaxInput<'_>) -> Result<Relaxation> {
+        let out = self.output_shape(&[r.in_shapes[0]])?;
+        let (m, n) = (out[0], out[1]);
+        let (k, _) = self.kn();
+        let b = self.b.f64.data();
+        let bw = |kk: usize, j: usize| if self.trans_b { b[j * k + kk] } else { b[kk * n + j] };
+        let a_idx = |i: usize, kk: usize| if self.trans_a { kk * m + i } else { i * k + kk };
+        let alpha = self.alpha;
+        let mut rows = Vec::with_capacity(m * n);
+        for i in 0..m {
+            for j in 0..n {
+                rows.push((0..k).map(|kk| (a_idx(i, kk), alpha * bw(kk, j))).collect());
+            }
+        }
+        let offset = match &self.c {
+            Some(c) => {
+                let cb = super::broadcast::binary(&Tensor::zeros(vec![m, n])?, &c.f64, |_, c| c)?;
+                cb.data().iter().map(|v| self.beta * v).collect()
+            }
+            None => vec![0.0; m * n],
+        };
+        // alpha * B and beta * C are rounded products unless the factors are 1.
+        let err = if self.alpha == 1.0 && self.beta == 1.0 { 0.0 } else { crate::num::UNIT_ROUNDOFF };
+        Ok(Relaxation::Affine(AffineMap::approximate(vec![Sparse::from_rows(m * k, rows)], offset, err)))
     }
 }
 

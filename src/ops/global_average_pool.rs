@@ -3,6 +3,8 @@
 //! https://onnx.ai/onnx/operators/onnx__GlobalAveragePool.html
 
 use super::Operator;
+use super::RelaxInput;
+use crate::bounds::affine::{AffineMap, Relaxation, Sparse};
 use crate::error::{Error, Result};
 use crate::ir::tensor::checked_numel;
 use crate::ir::{Scalar, Tensor};
@@ -38,16 +40,12 @@ impl Operator for GlobalAveragePool {
         super::arity("GlobalAveragePool", inputs.len(), 1)?;
         let x = inputs[0];
         if x.len() < 3 {
-            return Err(Error::Shape(format!(
-                "GlobalAveragePool needs [N, C, spatial...], got {x:?}"
-            )));
+            return Err(Error::Shape(format!("GlobalAveragePool needs [N, C, spatial...], got {x:?}")));
         }
         checked_numel(x)?;
         // The mean over no cells is undefined.
         if x[2..].contains(&0) {
-            return Err(Error::Shape(format!(
-                "GlobalAveragePool over an empty spatial extent {x:?}"
-            )));
+            return Err(Error::Shape(format!("GlobalAveragePool over an empty spatial extent {x:?}")));
         }
         let mut out = vec![1; x.len()];
         out[..2].copy_from_slice(&x[..2]);
@@ -59,12 +57,18 @@ impl Operator for GlobalAveragePool {
         let shape = self.output_shape(&[x.shape()])?;
         let plane: usize = x.shape()[2..].iter().product();
         let n = T::from_f64(plane as f64);
-        let data = x
-            .data()
-            .chunks_exact(plane)
-            .map(|p| lane_sum(p) / n)
-            .collect();
+        let data = x.data().chunks_exact(plane).map(|p| lane_sum(p) / n).collect();
         Tensor::new(shape, data)
+    }
+    fn relaxation(&self, r: &RelaxInput<'_>) -> Result<Relaxation> {
+        let x = r.in_shapes[0];
+        let planes: usize = x[..2].iter().product();
+        let size: usize = x[2..].iter().product();
+        let w = 1.0 / size as f64;
+        let rows = (0..planes).map(|p| (p * size..(p + 1) * size).map(|i| (i, w)).collect());
+        let s = Sparse::from_rows(planes * size, rows);
+        // 1/size is rounded: relative error u.
+        Ok(Relaxation::Affine(AffineMap::approximate(vec![s], vec![0.0; planes], crate::num::UNIT_ROUNDOFF)))
     }
 }
 
@@ -101,16 +105,11 @@ mod tests {
         assert!(GlobalAveragePool.output_shape(&[&[2, 3]]).is_err());
         assert!(GlobalAveragePool.output_shape(&[&[2, 3, 0, 4]]).is_err());
         assert!(GlobalAveragePool.output_shape(&[]).is_err());
-        assert!(GlobalAveragePool
-            .output_shape(&[&[1, 1, 2], &[1, 1, 2]])
-            .is_err());
+        assert!(GlobalAveragePool.output_shape(&[&[1, 1, 2], &[1, 1, 2]]).is_err());
         let x = Tensor::new(vec![2, 2], vec![0.0; 4]).unwrap();
         assert!(GlobalAveragePool.forward(&[&x]).is_err());
         // An empty batch is fine.
         let x = Tensor::<f64>::new(vec![0, 3, 2, 2], vec![]).unwrap();
-        assert_eq!(
-            GlobalAveragePool.forward(&[&x]).unwrap().shape(),
-            &[0, 3, 1, 1]
-        );
+        assert_eq!(GlobalAveragePool.forward(&[&x]).unwrap().shape(), &[0, 3, 1, 1]);
     }
 }

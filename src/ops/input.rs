@@ -15,13 +15,9 @@ impl Operator for Input {
         "Input"
     }
     fn output_shape(&self, _inputs: &[&[usize]]) -> Result<Vec<usize>> {
-        Err(Error::InvalidModel(
-            "an input's shape comes from the model declaration".into(),
-        ))
+        Err(Error::InvalidModel("an input's shape comes from the model declaration".into()))
     }
     fn forward<T: Scalar>(&self, _inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
-        Err(Error::InvalidModel(
-            "an input's value comes from the caller".into(),
-        ))
+        Err(Error::InvalidModel("an input's value comes from the caller".into()))
     }
 }

@@ -2,7 +2,8 @@
 //! on either side.
 //! https://onnx.ai/onnx/operators/onnx__MatMul.html
 
-use super::Operator;
+use super::{Operator, RelaxInput};
+use crate::bounds::affine::{AffineMap, Relaxation, Sparse};
 use crate::error::{Error, Result};
 use crate::ir::tensor::gemm;
 use crate::ir::{Param, Scalar, Tensor};
@@ -38,9 +39,7 @@ impl Operator for MatMul {
         if self.constant_first {
             let ok = bs.len() == 2 && !x.is_empty() && x[x.len().saturating_sub(2)] == bs[1];
             if !ok {
-                return Err(Error::Shape(format!(
-                    "MatMul of a constant {bs:?} by {x:?}: shapes disagree"
-                )));
+                return Err(Error::Shape(format!("MatMul of a constant {bs:?} by {x:?}: shapes disagree")));
             }
             let mut out = x.to_vec();
             let r = out.len();
@@ -48,15 +47,11 @@ impl Operator for MatMul {
             return Ok(out);
         }
         if x.is_empty() || bs.is_empty() || bs.len() > 2 {
-            return Err(Error::Shape(format!(
-                "MatMul of {x:?} by a constant {bs:?}: need ranks >= 1 and B rank <= 2"
-            )));
+            return Err(Error::Shape(format!("MatMul of {x:?} by a constant {bs:?}: need ranks >= 1 and B rank <= 2")));
         }
         let (k, n) = self.kn();
         if x[x.len() - 1] != k {
-            return Err(Error::Shape(format!(
-                "MatMul: {x:?} @ {bs:?} disagree on K"
-            )));
+            return Err(Error::Shape(format!("MatMul: {x:?} @ {bs:?} disagree on K")));
         }
         let mut out = x[..x.len() - 1].to_vec();
         if bs.len() == 2 {
@@ -80,16 +75,42 @@ impl Operator for MatMul {
     fn parameter_count(&self) -> usize {
         self.b.len()
     }
+    fn relaxation(&self, r: &RelaxInput<'_>) -> Result<Relaxation> {
+        let x = r.in_shapes[0];
+        let out = self.output_shape(&[x])?;
+        let n_in: usize = x.iter().product();
+        let b = self.b.f64.data();
+        let mut rows = Vec::with_capacity(out.iter().product());
+        if self.constant_first {
+            // out[.., i, j] = sum_k B[i, k] x[.., k, j]
+            let (mm, k) = (self.b.shape()[0], self.b.shape()[1]);
+            let nn = if x.len() == 1 { 1 } else { x[x.len() - 1] };
+            let lead = n_in / (k * nn);
+            for l in 0..lead {
+                for i in 0..mm {
+                    for j in 0..nn {
+                        rows.push((0..k).map(|kk| (l * k * nn + kk * nn + j, b[i * k + kk])).collect());
+                    }
+                }
+            }
+        } else {
+            let (k, nn) = self.kn();
+            let lead = n_in / k;
+            for l in 0..lead {
+                for j in 0..nn {
+                    rows.push((0..k).map(|kk| (l * k + kk, b[kk * nn + j])).collect());
+                }
+            }
+        }
+        let n_out = rows.len();
+        Ok(Relaxation::Affine(AffineMap::exact(vec![Sparse::from_rows(n_in, rows)], vec![0.0; n_out])))
+    }
 }
 
 /// `b @ x` for each trailing `[K, N]` matrix of `x` (or the vector `x` of length K).
 fn left_constant<T: Scalar>(b: &Tensor<T>, x: &Tensor<T>, shape: Vec<usize>) -> Result<Tensor<T>> {
     let (m, k) = (b.shape()[0], b.shape()[1]);
-    let n = if x.rank() == 1 {
-        1
-    } else {
-        x.shape()[x.rank() - 1]
-    };
+    let n = if x.rank() == 1 { 1 } else { x.shape()[x.rank() - 1] };
     let mut out = Tensor::zeros(shape)?;
     let step_in = k * n;
     let step_out = m * n;
@@ -109,10 +130,7 @@ mod tests {
     #[test]
     fn matmul_rank3_by_matrix() {
         let b = Param::new(Tensor::new(vec![2, 1], vec![1.0, -1.0]).unwrap(), "b").unwrap();
-        let mm = MatMul {
-            b,
-            constant_first: false,
-        };
+        let mm = MatMul { b, constant_first: false };
         let x = Tensor::new(vec![2, 2, 2], vec![1.0f32, 2., 3., 5., 8., 13., 0., 1.]).unwrap();
         let y = mm.forward(&[&x]).unwrap();
         assert_eq!(y.shape(), &[2, 2, 1]);
@@ -121,15 +139,8 @@ mod tests {
 
     #[test]
     fn constant_on_the_left() {
-        let b = Param::new(
-            Tensor::new(vec![2, 2], vec![1.0, 2.0, 3.0, 4.0]).unwrap(),
-            "b",
-        )
-        .unwrap();
-        let mm = MatMul {
-            b,
-            constant_first: true,
-        };
+        let b = Param::new(Tensor::new(vec![2, 2], vec![1.0, 2.0, 3.0, 4.0]).unwrap(), "b").unwrap();
+        let mm = MatMul { b, constant_first: true };
         let v = Tensor::new(vec![2], vec![1.0f64, -1.0]).unwrap();
         assert_eq!(mm.forward(&[&v]).unwrap().data(), &[-1.0, -1.0]);
         let x = Tensor::new(vec![2, 1], vec![1.0f64, -1.0]).unwrap();

@@ -7,6 +7,8 @@
 //! Also holds the pooling geometry that [`AveragePool`](super::AveragePool) shares.
 
 use super::Operator;
+use super::RelaxInput;
+use crate::bounds::affine::{AffineMap, Relaxation, Sparse};
 use crate::error::{Error, Result};
 use crate::ir::tensor::checked_numel;
 use crate::ir::{Scalar, Tensor};
@@ -46,43 +48,20 @@ pub(super) struct Window {
 
 impl PoolAxis {
     #[allow(clippy::too_many_arguments)]
-    fn new(
-        op: &str,
-        input: usize,
-        k: usize,
-        s: usize,
-        d: usize,
-        pb: usize,
-        pe: usize,
-        ceil: bool,
-    ) -> Result<Self> {
+    fn new(op: &str, input: usize, k: usize, s: usize, d: usize, pb: usize, pe: usize, ceil: bool) -> Result<Self> {
         if k == 0 || s == 0 || d == 0 {
-            return Err(Error::InvalidModel(format!(
-                "{op} kernel, strides and dilations must be positive"
-            )));
+            return Err(Error::InvalidModel(format!("{op} kernel, strides and dilations must be positive")));
         }
         // onnxruntime refuses these too; they would allow windows lying wholly in the padding.
         if pb >= k || pe >= k {
-            return Err(Error::InvalidModel(format!(
-                "{op} pads ({pb}, {pe}) must be smaller than the kernel {k}"
-            )));
+            return Err(Error::InvalidModel(format!("{op} pads ({pb}, {pe}) must be smaller than the kernel {k}")));
         }
         if input == 0 {
             return Err(Error::Shape(format!("{op} over an empty spatial axis")));
         }
-        let too_large = || {
-            Error::TooLarge(format!(
-                "{op} kernel {k} with dilation {d} and pads ({pb}, {pe})"
-            ))
-        };
-        let span = (k - 1)
-            .checked_mul(d)
-            .and_then(|v| v.checked_add(1))
-            .ok_or_else(too_large)?;
-        let padded = input
-            .checked_add(pb)
-            .and_then(|v| v.checked_add(pe))
-            .ok_or_else(too_large)?;
+        let too_large = || Error::TooLarge(format!("{op} kernel {k} with dilation {d} and pads ({pb}, {pe})"));
+        let span = (k - 1).checked_mul(d).and_then(|v| v.checked_add(1)).ok_or_else(too_large)?;
+        let padded = input.checked_add(pb).and_then(|v| v.checked_add(pe)).ok_or_else(too_large)?;
         // Keeps the signed window arithmetic below free of overflow.
         if padded > isize::MAX as usize / 2 {
             return Err(too_large());
@@ -93,25 +72,13 @@ impl PoolAxis {
             )));
         }
         let num = padded - span;
-        let mut out = if ceil {
-            num.div_ceil(s) + 1
-        } else {
-            num / s + 1
-        };
+        let mut out = if ceil { num.div_ceil(s) + 1 } else { num / s + 1 };
         // With ceil_mode the last window must start inside the input or the begin padding
         // (PyTorch, onnxruntime).
         if ceil && (out - 1).checked_mul(s).map_or(true, |st| st >= input + pb) {
             out -= 1;
         }
-        Ok(PoolAxis {
-            input,
-            k,
-            s,
-            d,
-            pb,
-            pe,
-            out,
-        })
+        Ok(PoolAxis { input, k, s, d, pb, pe, out })
     }
 
     /// The window of each output position.
@@ -124,23 +91,11 @@ impl PoolAxis {
                 let start = (o * self.s) as isize - self.pb as isize;
                 // Taps i in [lo, hi) satisfy 0 <= start + i*d < input.
                 let lo = if start < 0 { (-start + d - 1) / d } else { 0 };
-                let hi = if start >= input {
-                    0
-                } else {
-                    ((input - start + d - 1) / d).min(k)
-                };
+                let hi = if start >= input { 0 } else { ((input - start + d - 1) / d).min(k) };
                 let count = (hi - lo).max(0) as usize;
-                let first = if count > 0 {
-                    (start + lo * d) as usize
-                } else {
-                    0
-                };
+                let first = if count > 0 { (start + lo * d) as usize } else { 0 };
                 let padded = ((start + span).min(end) - start) as usize;
-                Window {
-                    first,
-                    count,
-                    padded,
-                }
+                Window { first, count, padded }
             })
             .collect()
     }
@@ -174,45 +129,18 @@ impl PoolGeometry {
             )));
         }
         if strides.len() != sp || pads.len() != 2 * sp || dilations.is_some_and(|d| d.len() != sp) {
-            return Err(Error::InvalidModel(format!(
-                "{op} strides/pads/dilations do not match the kernel rank {sp}"
-            )));
+            return Err(Error::InvalidModel(format!("{op} strides/pads/dilations do not match the kernel rank {sp}")));
         }
         checked_numel(x)?;
         let dil = |i: usize| dilations.map_or(1, |d| d[i]);
-        let axis = |i: usize| {
-            PoolAxis::new(
-                op,
-                x[2 + i],
-                kernel[i],
-                strides[i],
-                dil(i),
-                pads[i],
-                pads[sp + i],
-                ceil_mode,
-            )
-        };
+        let axis =
+            |i: usize| PoolAxis::new(op, x[2 + i], kernel[i], strides[i], dil(i), pads[i], pads[sp + i], ceil_mode);
         let (h, w) = if sp == 2 {
             (axis(0)?, axis(1)?)
         } else {
-            (
-                PoolAxis {
-                    input: 1,
-                    k: 1,
-                    s: 1,
-                    d: 1,
-                    pb: 0,
-                    pe: 0,
-                    out: 1,
-                },
-                axis(0)?,
-            )
+            (PoolAxis { input: 1, k: 1, s: 1, d: 1, pb: 0, pe: 0, out: 1 }, axis(0)?)
         };
-        let g = PoolGeometry {
-            planes: x[0] * x[1],
-            h,
-            w,
-        };
+        let g = PoolGeometry { planes: x[0] * x[1], h, w };
         checked_numel(&g.output_shape(x))?;
         Ok(g)
     }
@@ -229,15 +157,7 @@ impl PoolGeometry {
 
 impl MaxPool {
     fn geometry(&self, x: &[usize]) -> Result<PoolGeometry> {
-        PoolGeometry::new(
-            "MaxPool",
-            x,
-            &self.kernel,
-            &self.strides,
-            &self.pads,
-            Some(&self.dilations),
-            self.ceil_mode,
-        )
+        PoolGeometry::new("MaxPool", x, &self.kernel, &self.strides, &self.pads, Some(&self.dilations), self.ceil_mode)
     }
 }
 
@@ -272,11 +192,7 @@ impl Operator for MaxPool {
         }
         // Separable: the max over a window's rows, as one whole line, then over its columns.
         let mut acc = vec![T::NEG_INFINITY; w];
-        for (xp, yp) in x
-            .data()
-            .chunks_exact(in_plane)
-            .zip(out.data_mut().chunks_exact_mut(out_plane))
-        {
+        for (xp, yp) in x.data().chunks_exact(in_plane).zip(out.data_mut().chunks_exact_mut(out_plane)) {
             for (yr, rw) in yp.chunks_exact_mut(g.w.out).zip(&rows) {
                 let line: &[T] = match rw.count {
                     0 => {
@@ -297,9 +213,9 @@ impl Operator for MaxPool {
                 for (y, cw) in yr.iter_mut().zip(&cols) {
                     *y = match cw.count {
                         0 => T::NEG_INFINITY,
-                        _ if dw == 1 => line[cw.first..cw.first + cw.count]
-                            .iter()
-                            .fold(T::NEG_INFINITY, |m, &v| max_nan(m, v)),
+                        _ if dw == 1 => {
+                            line[cw.first..cw.first + cw.count].iter().fold(T::NEG_INFINITY, |m, &v| max_nan(m, v))
+                        }
                         _ => line[cw.first..cw.first + (cw.count - 1) * dw + 1]
                             .iter()
                             .step_by(dw)
@@ -309,6 +225,54 @@ impl Operator for MaxPool {
             }
         }
         Ok(out)
+    }
+    fn relaxation(&self, r: &RelaxInput<'_>) -> Result<Relaxation> {
+        // Lower: the window's element with the largest lower bound (max >= any element).
+        // Upper: that element when it dominates the window, else the largest upper bound.
+        let x = r.in_shapes[0];
+        let g = self.geometry(x)?;
+        let (lo, hi) = (r.lo[0], r.hi[0]);
+        let (rows_w, cols_w) = (g.h.windows(), g.w.windows());
+        let (win, hin) = (g.w.input, g.h.input);
+        let n_in = g.planes * hin * win;
+        let (mut low_rows, mut up_rows) = (Vec::new(), Vec::new());
+        let (mut low_off, mut up_off) = (Vec::new(), Vec::new());
+        for p in 0..g.planes {
+            for rw in &rows_w {
+                for cw in &cols_w {
+                    let cells: Vec<usize> = (0..rw.count)
+                        .flat_map(|i| (0..cw.count).map(move |j| (i, j)))
+                        .map(|(i, j)| p * hin * win + (rw.first + i * g.h.d) * win + cw.first + j * g.w.d)
+                        .collect();
+                    let best = cells.iter().copied().max_by(|&a, &b| lo[a].total_cmp(&lo[b]));
+                    let Some(best) = best else {
+                        return Err(crate::error::Error::InvalidModel("MaxPool window with no input cell".into()));
+                    };
+                    let others_max =
+                        cells.iter().filter(|&&c| c != best).map(|&c| hi[c]).fold(f64::NEG_INFINITY, f64::max);
+                    low_rows.push(vec![(best, 1.0)]);
+                    low_off.push(0.0);
+                    if lo[best] >= others_max {
+                        up_rows.push(vec![(best, 1.0)]);
+                        up_off.push(0.0);
+                    } else {
+                        up_rows.push(vec![]);
+                        up_off.push(cells.iter().map(|&c| hi[c]).fold(f64::NEG_INFINITY, f64::max));
+                    }
+                }
+            }
+        }
+        Ok(Relaxation::Bounds {
+            lower: AffineMap::exact(vec![Sparse::from_rows(n_in, low_rows)], low_off),
+            upper: AffineMap::exact(vec![Sparse::from_rows(n_in, up_rows)], up_off),
+        })
+    }
+    fn interval(&self, r: &RelaxInput<'_>) -> Result<(Vec<f64>, Vec<f64>)> {
+        // Max is monotone: pool the lower and upper bounds.
+        let x = r.in_shapes[0];
+        let lo = self.forward(&[&Tensor::new(x.to_vec(), r.lo[0].to_vec())?])?;
+        let hi = self.forward(&[&Tensor::new(x.to_vec(), r.hi[0].to_vec())?])?;
+        Ok((lo.into_data(), hi.into_data()))
     }
 }
 
@@ -321,31 +285,20 @@ mod tests {
     }
 
     fn pool2(k: usize, s: usize, p: usize, ceil_mode: bool) -> MaxPool {
-        MaxPool {
-            kernel: vec![k, k],
-            strides: vec![s, s],
-            pads: vec![p; 4],
-            dilations: vec![1, 1],
-            ceil_mode,
-        }
+        MaxPool { kernel: vec![k, k], strides: vec![s, s], pads: vec![p; 4], dilations: vec![1, 1], ceil_mode }
     }
 
     #[test]
     fn two_by_two_stride_two_batch_and_channels() {
         // [2, 2, 2, 4]: two samples, two channels, negative values.
-        let data: Vec<f64> = (0..32)
-            .map(|i| if i % 3 == 0 { -(i as f64) } else { i as f64 })
-            .collect();
+        let data: Vec<f64> = (0..32).map(|i| if i % 3 == 0 { -(i as f64) } else { i as f64 }).collect();
         let x = t(&[2, 2, 2, 4], data.clone());
         let y = pool2(2, 2, 0, false).forward(&[&x]).unwrap();
         assert_eq!(y.shape(), &[2, 2, 1, 2]);
         let want: Vec<f64> = (0..4)
             .flat_map(|p| {
                 let pl = &data[p * 8..p * 8 + 8];
-                [
-                    pl[0].max(pl[1]).max(pl[4]).max(pl[5]),
-                    pl[2].max(pl[3]).max(pl[6]).max(pl[7]),
-                ]
+                [pl[0].max(pl[1]).max(pl[4]).max(pl[5]), pl[2].max(pl[3]).max(pl[6]).max(pl[7])]
             })
             .collect();
         assert_eq!(y.data(), &want[..]);
@@ -356,33 +309,19 @@ mod tests {
     #[test]
     fn padding_is_minus_infinity() {
         // All values negative: a zero-padded max would wrongly give 0 on the border.
-        let x = t(
-            &[1, 1, 3, 3],
-            vec![-1.0, -2.0, -3.0, -4.0, -5.0, -6.0, -7.0, -8.0, -9.0],
-        );
+        let x = t(&[1, 1, 3, 3], vec![-1.0, -2.0, -3.0, -4.0, -5.0, -6.0, -7.0, -8.0, -9.0]);
         let y = pool2(3, 1, 1, false).forward(&[&x]).unwrap();
         assert_eq!(y.shape(), &[1, 1, 3, 3]);
-        assert_eq!(
-            y.data(),
-            &[-1.0, -1.0, -2.0, -1.0, -1.0, -2.0, -4.0, -4.0, -5.0]
-        );
+        assert_eq!(y.data(), &[-1.0, -1.0, -2.0, -1.0, -1.0, -2.0, -4.0, -4.0, -5.0]);
         // f32 too.
-        let y32 = pool2(3, 1, 1, false)
-            .forward(&[&x.map(|v| v as f32)])
-            .unwrap();
+        let y32 = pool2(3, 1, 1, false).forward(&[&x.map(|v| v as f32)]).unwrap();
         assert_eq!(y32.data()[8], -5.0f32);
     }
 
     #[test]
     fn asymmetric_pads() {
         // 1-D, pads (0, 1): the last window covers x[2] and the end padding.
-        let op = MaxPool {
-            kernel: vec![2],
-            strides: vec![2],
-            pads: vec![0, 1],
-            dilations: vec![1],
-            ceil_mode: false,
-        };
+        let op = MaxPool { kernel: vec![2], strides: vec![2], pads: vec![0, 1], dilations: vec![1], ceil_mode: false };
         let x = t(&[1, 1, 3], vec![-1.0, -2.0, -3.0]);
         let y = op.forward(&[&x]).unwrap();
         assert_eq!(y.shape(), &[1, 1, 2]);
@@ -393,13 +332,8 @@ mod tests {
     fn ceil_mode_adds_a_partial_window() {
         // L = 5, k = 2, s = 2: floor gives 2 outputs, ceil 3 (the last window holds x[4] only).
         let x = t(&[1, 1, 5], vec![1.0, -2.0, 3.0, -4.0, -5.0]);
-        let mk = |ceil_mode| MaxPool {
-            kernel: vec![2],
-            strides: vec![2],
-            pads: vec![0, 0],
-            dilations: vec![1],
-            ceil_mode,
-        };
+        let mk =
+            |ceil_mode| MaxPool { kernel: vec![2], strides: vec![2], pads: vec![0, 0], dilations: vec![1], ceil_mode };
         assert_eq!(mk(false).forward(&[&x]).unwrap().data(), &[1.0, 3.0]);
         let y = mk(true).forward(&[&x]).unwrap();
         assert_eq!(y.shape(), &[1, 1, 3]);
@@ -410,43 +344,20 @@ mod tests {
     fn ceil_mode_drops_a_window_starting_in_the_end_padding() {
         // L = 5, k = 2, s = 2, pads 1: ceil((7-2)/2)+1 = 4, but window 4 would start at padded
         // index 6 (the end padding), so 3 outputs, as PyTorch's MaxPool1d(2, 2, 1, ceil_mode=True).
-        let op = MaxPool {
-            kernel: vec![2],
-            strides: vec![2],
-            pads: vec![1, 1],
-            dilations: vec![1],
-            ceil_mode: true,
-        };
+        let op = MaxPool { kernel: vec![2], strides: vec![2], pads: vec![1, 1], dilations: vec![1], ceil_mode: true };
         assert_eq!(op.output_shape(&[&[1, 1, 5]]).unwrap(), vec![1, 1, 3]);
         let x = t(&[1, 1, 5], vec![1.0, 2.0, 3.0, 4.0, 5.0]);
         assert_eq!(op.forward(&[&x]).unwrap().data(), &[1.0, 3.0, 5.0]);
         // 2-D with the same rule on both axes.
-        assert_eq!(
-            pool2(2, 2, 1, true).output_shape(&[&[2, 3, 5, 5]]).unwrap(),
-            vec![2, 3, 3, 3]
-        );
-        assert_eq!(
-            pool2(3, 2, 0, true).output_shape(&[&[1, 1, 6, 6]]).unwrap(),
-            vec![1, 1, 3, 3]
-        );
-        assert_eq!(
-            pool2(3, 2, 0, false)
-                .output_shape(&[&[1, 1, 6, 6]])
-                .unwrap(),
-            vec![1, 1, 2, 2]
-        );
+        assert_eq!(pool2(2, 2, 1, true).output_shape(&[&[2, 3, 5, 5]]).unwrap(), vec![2, 3, 3, 3]);
+        assert_eq!(pool2(3, 2, 0, true).output_shape(&[&[1, 1, 6, 6]]).unwrap(), vec![1, 1, 3, 3]);
+        assert_eq!(pool2(3, 2, 0, false).output_shape(&[&[1, 1, 6, 6]]).unwrap(), vec![1, 1, 2, 2]);
     }
 
     #[test]
     fn dilation() {
         // k = 2, d = 2: out[i] = max(x[i], x[i+2]).
-        let op = MaxPool {
-            kernel: vec![2],
-            strides: vec![1],
-            pads: vec![0, 0],
-            dilations: vec![2],
-            ceil_mode: false,
-        };
+        let op = MaxPool { kernel: vec![2], strides: vec![1], pads: vec![0, 0], dilations: vec![2], ceil_mode: false };
         let x = t(&[1, 1, 6], vec![3.0, -1.0, 2.0, 5.0, -4.0, 0.0]);
         let y = op.forward(&[&x]).unwrap();
         assert_eq!(y.data(), &[3.0, 5.0, 2.0, 5.0]);
@@ -461,22 +372,13 @@ mod tests {
         let x = t(&[1, 1, 3, 3], (1..=9).map(|v| -(v as f64)).collect());
         let y = op.forward(&[&x]).unwrap();
         assert_eq!(y.shape(), &[1, 1, 3, 3]);
-        assert_eq!(
-            y.data(),
-            &[-5.0, -4.0, -5.0, -2.0, -1.0, -2.0, -5.0, -4.0, -5.0]
-        );
+        assert_eq!(y.data(), &[-5.0, -4.0, -5.0, -2.0, -1.0, -2.0, -5.0, -4.0, -5.0]);
     }
 
     #[test]
     fn nan_propagates() {
         let x = t(&[1, 1, 4], vec![1.0, f64::NAN, 2.0, 3.0]);
-        let op = MaxPool {
-            kernel: vec![2],
-            strides: vec![1],
-            pads: vec![0, 0],
-            dilations: vec![1],
-            ceil_mode: false,
-        };
+        let op = MaxPool { kernel: vec![2], strides: vec![1], pads: vec![0, 0], dilations: vec![1], ceil_mode: false };
         let y = op.forward(&[&x]).unwrap();
         assert!(y.data()[0].is_nan() && y.data()[1].is_nan());
         assert_eq!(y.data()[2], 3.0);
@@ -490,22 +392,11 @@ mod tests {
         assert!(op.output_shape(&[&[1, 4, 4]]).is_err());
         assert!(op.output_shape(&[&[1, 1, 1, 4]]).is_err()); // kernel taller than the input
         assert!(op.output_shape(&[&[1, 1, 0, 4]]).is_err());
-        assert!(pool2(2, 2, 2, false)
-            .output_shape(&[&[1, 1, 4, 4]])
-            .is_err()); // pad >= kernel
-        assert!(pool2(2, 0, 0, false)
-            .output_shape(&[&[1, 1, 4, 4]])
-            .is_err());
-        assert!(pool2(0, 1, 0, false)
-            .output_shape(&[&[1, 1, 4, 4]])
-            .is_err());
-        let bad = MaxPool {
-            kernel: vec![2, 2],
-            strides: vec![1],
-            pads: vec![0; 4],
-            dilations: vec![1, 1],
-            ceil_mode: false,
-        };
+        assert!(pool2(2, 2, 2, false).output_shape(&[&[1, 1, 4, 4]]).is_err()); // pad >= kernel
+        assert!(pool2(2, 0, 0, false).output_shape(&[&[1, 1, 4, 4]]).is_err());
+        assert!(pool2(0, 1, 0, false).output_shape(&[&[1, 1, 4, 4]]).is_err());
+        let bad =
+            MaxPool { kernel: vec![2, 2], strides: vec![1], pads: vec![0; 4], dilations: vec![1, 1], ceil_mode: false };
         assert!(bad.output_shape(&[&[1, 1, 4, 4]]).is_err());
         let huge = MaxPool {
             kernel: vec![2],

@@ -7,7 +7,8 @@
 //! Adding an operator: a file here implementing [`Operator`] (or [`Elementwise`] for a
 //! pointwise activation), a variant in [`Op`], and its lowering in `onnx/lower.rs`.
 
-use crate::error::Result;
+use crate::bounds::affine::{AffineMap, Relaxation, Sparse};
+use crate::error::{Error, Result};
 use crate::ir::{Scalar, Tensor};
 
 pub mod broadcast;
@@ -79,12 +80,52 @@ pub trait Operator {
     fn forward_in_place<T: Scalar>(&self, _x: &mut Tensor<T>) -> Option<Result<()>> {
         None
     }
+    /// The operator's linear relaxation on the input boxes (CROWN's `bound_backward`): lower
+    /// and upper affine maps that enclose it for every input in the boxes, valid in real
+    /// arithmetic. Affine operators return themselves.
+    fn relaxation(&self, r: &RelaxInput<'_>) -> Result<Relaxation> {
+        Err(no_relaxation(self.name(), r))
+    }
+    /// Interval bounds of the output over the input boxes (IBP's `interval_propagate`),
+    /// rounded outward. Defaults to the image of the relaxation for affine operators.
+    fn interval(&self, r: &RelaxInput<'_>) -> Result<(Vec<f64>, Vec<f64>)> {
+        match self.relaxation(r)? {
+            Relaxation::Affine(m) => Ok(m.interval(&r.lo, &r.hi)),
+            Relaxation::Bounds { .. } => Err(no_relaxation(self.name(), r)),
+        }
+    }
 }
 
-/// A pointwise activation: `forward` and shapes come from [`eval`](Elementwise::eval).
+/// What an operator's relaxation sees: shapes and bounds of its inputs (one sample, flattened).
+pub struct RelaxInput<'a> {
+    pub in_shapes: Vec<&'a [usize]>,
+    pub out_shape: &'a [usize],
+    pub lo: Vec<&'a [f64]>,
+    pub hi: Vec<&'a [f64]>,
+}
+
+fn no_relaxation(op: &str, _r: &RelaxInput<'_>) -> Error {
+    Error::InvalidModel(format!("operator {op} has no linear relaxation: bound propagation cannot pass it"))
+}
+
+/// A pair of lines a_l x + b_l <= f(x) <= a_u x + b_u valid on an input interval.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub struct Lines {
+    pub a_lo: f64,
+    pub b_lo: f64,
+    pub a_hi: f64,
+    pub b_hi: f64,
+}
+
+/// A pointwise activation: `forward` and shapes come from [`eval`](Elementwise::eval), the
+/// relaxations from [`lines`](Elementwise::lines) and [`range`](Elementwise::range).
 pub trait Elementwise {
     const NAME: &'static str;
     fn eval<T: Scalar>(&self, x: T) -> T;
+    /// Lines enclosing the function on [l, u] (l <= u), sound in real arithmetic.
+    fn lines(&self, l: f64, u: f64) -> Lines;
+    /// An interval containing f([l, u]), rounded outward.
+    fn range(&self, l: f64, u: f64) -> (f64, f64);
 }
 
 impl<E: Elementwise> Operator for E {
@@ -98,19 +139,34 @@ impl<E: Elementwise> Operator for E {
     fn forward<T: Scalar>(&self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
         arity(E::NAME, inputs.len(), 1)?;
         let x = inputs[0];
-        Tensor::new(
-            x.shape().to_vec(),
-            x.data().iter().map(|&v| self.eval(v)).collect(),
-        )
+        Tensor::new(x.shape().to_vec(), x.data().iter().map(|&v| self.eval(v)).collect())
+    }
+    fn forward_in_place<T: Scalar>(&self, x: &mut Tensor<T>) -> Option<Result<()>> {
+        x.data_mut().iter_mut().for_each(|v| *v = self.eval(*v));
+        Some(Ok(()))
+    }
+    fn relaxation(&self, r: &RelaxInput<'_>) -> Result<Relaxation> {
+        let (lo, hi) = (r.lo[0], r.hi[0]);
+        let n = lo.len();
+        let (mut al, mut bl, mut au, mut bu) = (vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+        for i in 0..n {
+            let ln = self.lines(lo[i], hi[i]);
+            (al[i], bl[i], au[i], bu[i]) = (ln.a_lo, ln.b_lo, ln.a_hi, ln.b_hi);
+        }
+        Ok(Relaxation::Bounds {
+            lower: AffineMap::exact(vec![Sparse::diagonal(&al)], bl),
+            upper: AffineMap::exact(vec![Sparse::diagonal(&au)], bu),
+        })
+    }
+    fn interval(&self, r: &RelaxInput<'_>) -> Result<(Vec<f64>, Vec<f64>)> {
+        Ok(r.lo[0].iter().zip(r.hi[0]).map(|(&l, &u)| self.range(l, u)).unzip())
     }
 }
 
 /// Checks the number of variable inputs.
 pub(crate) fn arity(op: &str, got: usize, want: usize) -> Result<()> {
     if got != want {
-        return Err(crate::error::Error::InvalidModel(format!(
-            "{op} takes {want} variable input(s), got {got}"
-        )));
+        return Err(crate::error::Error::InvalidModel(format!("{op} takes {want} variable input(s), got {got}")));
     }
     Ok(())
 }
@@ -136,6 +192,12 @@ macro_rules! ops {
             }
             fn forward_in_place<T: Scalar>(&self, x: &mut Tensor<T>) -> Option<Result<()>> {
                 match self { $(Op::$variant(o) => o.forward_in_place(x)),* }
+            }
+            fn relaxation(&self, r: &RelaxInput<'_>) -> Result<Relaxation> {
+                match self { $(Op::$variant(o) => o.relaxation(r)),* }
+            }
+            fn interval(&self, r: &RelaxInput<'_>) -> Result<(Vec<f64>, Vec<f64>)> {
+                match self { $(Op::$variant(o) => o.interval(r)),* }
             }
         }
         $(impl From<$variant> for Op { fn from(o: $variant) -> Op { Op::$variant(o) } })*
@@ -168,3 +230,137 @@ ops!(
     ReduceMean,
     Softmax,
 );
+
+/// Lines enclosing a piecewise-linear function on [l, u]: the slopes are chosen by the caller
+/// (any slope is sound), the offsets are the extreme values of f(p) - a p over the breakpoints
+/// `pts` of f inside [l, u] and the ends, computed with directed rounding. `f_lo`/`f_hi` give
+/// lower/upper bounds of the exact f at a point.
+pub(crate) fn piecewise_lines(
+    l: f64,
+    u: f64,
+    kinks: &[f64],
+    a_lo: f64,
+    a_hi: f64,
+    f_lo: impl Fn(f64) -> f64,
+    f_hi: impl Fn(f64) -> f64,
+) -> Lines {
+    use crate::num::{mul_down, mul_up, sub_down, sub_up};
+    let pts = std::iter::once(l).chain(std::iter::once(u)).chain(kinks.iter().copied().filter(|&k| k > l && k < u));
+    let (mut b_lo, mut b_hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for p in pts {
+        b_lo = b_lo.min(sub_down(f_lo(p), mul_up(a_lo, p)));
+        b_hi = b_hi.max(sub_up(f_hi(p), mul_down(a_hi, p)));
+    }
+    Lines { a_lo, b_lo, a_hi, b_hi }
+}
+
+/// The slope of the chord of f over [l, u] (0 for a point interval).
+pub(crate) fn chord(l: f64, u: f64, fl: f64, fu: f64) -> f64 {
+    if u > l {
+        (fu - fl) / (u - l)
+    } else {
+        0.0
+    }
+}
+
+/// Absolute error allowed for a libm evaluation of sigmoid or tanh (values within [-1, 1]):
+/// a few ulps of 1, generously.
+pub(crate) const SMOOTH_MARGIN: f64 = 1e-14;
+
+/// Lines enclosing a smooth S-shaped function (convex left of 0, concave right of it, with a
+/// derivative that is unimodal with its peak at 0), as sigmoid and tanh are. Slopes: tangents
+/// at the midpoint on convex or concave intervals, chords otherwise; offsets from the extreme
+/// values of f(x) - a x, found at the ends or at the critical point where f'(x) = a
+/// (`crit(a)` returns the non-negative one, `-crit(a)` is the other).
+pub(crate) fn s_shaped_lines(
+    l: f64,
+    u: f64,
+    f: impl Fn(f64) -> f64,
+    df: impl Fn(f64) -> f64,
+    crit: impl Fn(f64) -> Option<f64>,
+) -> Lines {
+    use crate::num::{mul_down, mul_up, sub_down, sub_up};
+    let (fl, fu) = (f(l), f(u));
+    let c = chord(l, u, fl, fu);
+    let m = l / 2.0 + u / 2.0;
+    // Across the inflection point: the chord for both lines (measured tighter on the ERAN
+    // sigmoid nets than tangents through the far ends).
+    let (a_lo, a_hi) = if u <= 0.0 {
+        (df(m), c)
+    } else if l >= 0.0 {
+        (c, df(m))
+    } else {
+        (c, c)
+    };
+    let extreme = |a: f64, upper: bool| -> f64 {
+        let mut pts = vec![l, u];
+        if let Some(x) = crit(a) {
+            let x = if upper { x } else { -x };
+            if x > l && x < u {
+                pts.push(x);
+            }
+        }
+        let mut best = if upper { f64::NEG_INFINITY } else { f64::INFINITY };
+        for p in pts {
+            if upper {
+                best = best.max(sub_up(f(p) + SMOOTH_MARGIN, mul_down(a, p)));
+            } else {
+                best = best.min(sub_down(f(p) - SMOOTH_MARGIN, mul_up(a, p)));
+            }
+        }
+        best
+    };
+    Lines { a_lo, b_lo: extreme(a_lo, false), a_hi, b_hi: extreme(a_hi, true) }
+}
+
+/// For a pure data-movement operator (transpose, concat, pad, broadcast...): which input
+/// element, if any, each output element copies. Found by running the operator on tensors
+/// holding their own element indices (exact in f64), with `marker` (-1) where no input lands.
+pub(crate) fn gather_map(
+    in_shapes: &[&[usize]],
+    run: impl Fn(&[&Tensor<f64>]) -> Result<Tensor<f64>>,
+) -> Result<Vec<Option<(usize, usize)>>> {
+    let mut offsets = Vec::with_capacity(in_shapes.len());
+    let mut tensors = Vec::with_capacity(in_shapes.len());
+    let mut base = 0usize;
+    for s in in_shapes {
+        let n: usize = s.iter().product();
+        offsets.push(base);
+        tensors.push(Tensor::new(s.to_vec(), (base..base + n).map(|v| v as f64).collect())?);
+        base += n;
+    }
+    let refs: Vec<&Tensor<f64>> = tensors.iter().collect();
+    let out = run(&refs)?;
+    Ok(out
+        .data()
+        .iter()
+        .map(|&v| {
+            if v < 0.0 {
+                return None;
+            }
+            let g = v as usize;
+            let k = offsets.partition_point(|&o| o <= g) - 1;
+            Some((k, g - offsets[k]))
+        })
+        .collect())
+}
+
+/// The affine map of a data-movement operator from its gather map; `fill` is the value of
+/// outputs no input reaches (a pad value).
+pub(crate) fn gather_affine(in_shapes: &[&[usize]], map: &[Option<(usize, usize)>], fill: f64) -> AffineMap {
+    let mut rows: Vec<Vec<Vec<(usize, f64)>>> = vec![Vec::with_capacity(map.len()); in_shapes.len()];
+    let mut offset = vec![0.0; map.len()];
+    for (j, m) in map.iter().enumerate() {
+        for (k, r) in rows.iter_mut().enumerate() {
+            r.push(match m {
+                Some((kk, i)) if *kk == k => vec![(*i, 1.0)],
+                _ => vec![],
+            });
+        }
+        if m.is_none() {
+            offset[j] = fill;
+        }
+    }
+    let parts = rows.into_iter().zip(in_shapes).map(|(r, s)| Sparse::from_rows(s.iter().product(), r)).collect();
+    AffineMap::exact(parts, offset)
+}

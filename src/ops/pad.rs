@@ -4,6 +4,8 @@
 //! https://onnx.ai/onnx/operators/onnx__Pad.html
 
 use super::Operator;
+use super::RelaxInput;
+use crate::bounds::affine::Relaxation;
 use crate::error::{Error, Result};
 use crate::ir::tensor::{checked_numel, strides};
 use crate::ir::{Scalar, Tensor};
@@ -25,16 +27,10 @@ impl Operator for Pad {
         let x = inputs[0];
         let r = x.len();
         if self.pads.len() != 2 * r {
-            return Err(Error::Shape(format!(
-                "Pad with {} pads applied to {x:?} (rank {r})",
-                self.pads.len()
-            )));
+            return Err(Error::Shape(format!("Pad with {} pads applied to {x:?} (rank {r})", self.pads.len())));
         }
         let out = (0..r)
-            .map(|i| {
-                x[i].checked_add(self.pads[i])
-                    .and_then(|v| v.checked_add(self.pads[r + i]))
-            })
+            .map(|i| x[i].checked_add(self.pads[i]).and_then(|v| v.checked_add(self.pads[r + i])))
             .collect::<Option<Vec<usize>>>()
             .ok_or_else(|| Error::TooLarge(format!("Pad {:?} of {x:?}", self.pads)))?;
         checked_numel(&out)?;
@@ -74,6 +70,11 @@ impl Operator for Pad {
         }
         Tensor::new(shape, out)
     }
+    fn relaxation(&self, r: &RelaxInput<'_>) -> Result<Relaxation> {
+        let marker = Pad { pads: self.pads.clone(), value: -1.0 };
+        let map = super::gather_map(&r.in_shapes, |xs| marker.forward(xs))?;
+        Ok(Relaxation::Affine(super::gather_affine(&r.in_shapes, &map, self.value)))
+    }
 }
 
 #[cfg(test)]
@@ -88,29 +89,16 @@ mod tests {
     fn matrix_asymmetric() {
         // [2, 2], one row before, two columns after, value 9.
         let x = t(&[2, 2], vec![1.0, -2.0, 3.0, -4.0]);
-        let y = Pad {
-            pads: vec![1, 0, 0, 2],
-            value: 9.0,
-        }
-        .forward(&[&x])
-        .unwrap();
+        let y = Pad { pads: vec![1, 0, 0, 2], value: 9.0 }.forward(&[&x]).unwrap();
         assert_eq!(y.shape(), &[3, 4]);
-        assert_eq!(
-            y.data(),
-            &[9.0, 9.0, 9.0, 9.0, 1.0, -2.0, 9.0, 9.0, 3.0, -4.0, 9.0, 9.0]
-        );
+        assert_eq!(y.data(), &[9.0, 9.0, 9.0, 9.0, 1.0, -2.0, 9.0, 9.0, 3.0, -4.0, 9.0, 9.0]);
     }
 
     #[test]
     fn spatial_pads_of_nchw_batch_two() {
         // [2, 1, 1, 2] padded by 1 on H and W both sides with zeros.
         let x = t(&[2, 1, 1, 2], vec![1.0, 2.0, 3.0, 4.0]);
-        let y = Pad {
-            pads: vec![0, 0, 1, 1, 0, 0, 1, 1],
-            value: 0.0,
-        }
-        .forward(&[&x])
-        .unwrap();
+        let y = Pad { pads: vec![0, 0, 1, 1, 0, 0, 1, 1], value: 0.0 }.forward(&[&x]).unwrap();
         assert_eq!(y.shape(), &[2, 1, 3, 4]);
         #[rustfmt::skip]
         let want = [
@@ -119,12 +107,7 @@ mod tests {
         ];
         assert_eq!(y.data(), &want);
         // f32, negative value, padding the channel axis.
-        let y = Pad {
-            pads: vec![0, 1, 0, 0, 0, 0, 0, 0],
-            value: -1.5,
-        }
-        .forward(&[&x.map(|v| v as f32)])
-        .unwrap();
+        let y = Pad { pads: vec![0, 1, 0, 0, 0, 0, 0, 0], value: -1.5 }.forward(&[&x.map(|v| v as f32)]).unwrap();
         assert_eq!(y.shape(), &[2, 2, 1, 2]);
         assert_eq!(y.data(), &[-1.5f32, -1.5, 1.0, 2.0, -1.5, -1.5, 3.0, 4.0]);
     }
@@ -132,69 +115,26 @@ mod tests {
     #[test]
     fn trivial_cases() {
         let x = t(&[2, 3], (0..6).map(|v| v as f64).collect());
-        assert_eq!(
-            Pad {
-                pads: vec![0; 4],
-                value: 1.0
-            }
-            .forward(&[&x])
-            .unwrap(),
-            x
-        );
+        assert_eq!(Pad { pads: vec![0; 4], value: 1.0 }.forward(&[&x]).unwrap(), x);
         let e = t(&[0, 2], vec![]);
-        let y = Pad {
-            pads: vec![1, 0, 0, 1],
-            value: 5.0,
-        }
-        .forward(&[&e])
-        .unwrap();
+        let y = Pad { pads: vec![1, 0, 0, 1], value: 5.0 }.forward(&[&e]).unwrap();
         assert_eq!(y.shape(), &[1, 3]);
         assert_eq!(y.data(), &[5.0; 3]);
         let s = Tensor::scalar(2.0);
-        assert_eq!(
-            Pad {
-                pads: vec![],
-                value: 0.0
-            }
-            .forward(&[&s])
-            .unwrap(),
-            s
-        );
+        assert_eq!(Pad { pads: vec![], value: 0.0 }.forward(&[&s]).unwrap(), s);
         // Rank 1.
         let v = t(&[2], vec![1.0, 2.0]);
-        assert_eq!(
-            Pad {
-                pads: vec![2, 1],
-                value: 0.0
-            }
-            .forward(&[&v])
-            .unwrap()
-            .data(),
-            &[0.0, 0.0, 1.0, 2.0, 0.0]
-        );
+        assert_eq!(Pad { pads: vec![2, 1], value: 0.0 }.forward(&[&v]).unwrap().data(), &[0.0, 0.0, 1.0, 2.0, 0.0]);
     }
 
     #[test]
     fn invalid() {
-        let op = Pad {
-            pads: vec![1, 1],
-            value: 0.0,
-        };
+        let op = Pad { pads: vec![1, 1], value: 0.0 };
         assert!(op.output_shape(&[&[2, 2]]).is_err());
         assert!(op.output_shape(&[]).is_err());
         assert!(op.output_shape(&[&[2], &[2]]).is_err());
-        assert!(Pad {
-            pads: vec![usize::MAX, 1],
-            value: 0.0
-        }
-        .output_shape(&[&[2]])
-        .is_err());
-        assert!(Pad {
-            pads: vec![1 << 20, 1 << 20, 0, 0],
-            value: 0.0
-        }
-        .output_shape(&[&[2, 2]])
-        .is_err());
+        assert!(Pad { pads: vec![usize::MAX, 1], value: 0.0 }.output_shape(&[&[2]]).is_err());
+        assert!(Pad { pads: vec![1 << 20, 1 << 20, 0, 0], value: 0.0 }.output_shape(&[&[2, 2]]).is_err());
         assert!(op.forward(&[&t(&[2, 2], vec![0.0; 4])]).is_err());
     }
 }

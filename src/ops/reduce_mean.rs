@@ -5,6 +5,8 @@
 
 use super::global_average_pool::lane_sum;
 use super::Operator;
+use super::RelaxInput;
+use crate::bounds::affine::{AffineMap, Relaxation, Sparse};
 use crate::error::{Error, Result};
 use crate::ir::tensor::{checked_numel, strides};
 use crate::ir::{Scalar, Tensor};
@@ -57,13 +59,7 @@ impl Operator for ReduceMean {
         let x = inputs[0];
         let shape = self.output_shape(&[x.shape()])?;
         let red = self.reduced(x.rank())?;
-        let count: usize = x
-            .shape()
-            .iter()
-            .zip(&red)
-            .filter(|(_, &r)| r)
-            .map(|(&d, _)| d)
-            .product();
+        let count: usize = x.shape().iter().zip(&red).filter(|(_, &r)| r).map(|(&d, _)| d).product();
         let mut out = Tensor::zeros(shape)?;
         let xd = x.data();
         if !xd.is_empty() {
@@ -85,8 +81,7 @@ impl Operator for ReduceMean {
                 None => od[0] = xd[0],
                 Some((&(inner, inner_reduced), outer)) => {
                     // Output strides of the outer groups: 0 along reduced ones.
-                    let kept: Vec<usize> =
-                        outer.iter().map(|&(d, r)| if r { 1 } else { d }).collect();
+                    let kept: Vec<usize> = outer.iter().map(|&(d, r)| if r { 1 } else { d }).collect();
                     let mut ostr = strides(&kept);
                     let step = if inner_reduced { 1 } else { inner };
                     for (s, &(_, r)) in ostr.iter_mut().zip(outer) {
@@ -123,6 +118,33 @@ impl Operator for ReduceMean {
         }
         Ok(out)
     }
+    fn relaxation(&self, r: &RelaxInput<'_>) -> Result<Relaxation> {
+        // The output element each input element is averaged into, found by reducing index
+        // tensors would mix them; instead walk the input with the output's strides.
+        let x = r.in_shapes[0];
+        let out_n: usize = r.out_shape.iter().product();
+        let reduced: Vec<bool> = (0..x.len()).map(|a| self.axes.is_empty() || self.axes.contains(&a)).collect();
+        let count: usize = x.iter().zip(&reduced).filter(|(_, &r)| r).map(|(d, _)| d).product();
+        let kept: Vec<usize> = x.iter().zip(&reduced).map(|(&d, &r)| if r { 1 } else { d }).collect();
+        let kept_strides = crate::ir::tensor::strides(&kept);
+        let n: usize = x.iter().product();
+        let mut rows: Vec<Vec<(usize, f64)>> = vec![Vec::new(); out_n];
+        let w = 1.0 / count as f64;
+        let mut idx = vec![0usize; x.len()];
+        for i in 0..n {
+            let o: usize = (0..x.len()).filter(|&a| !reduced[a]).map(|a| idx[a] * kept_strides[a]).sum();
+            rows[o].push((i, w));
+            for a in (0..x.len()).rev() {
+                idx[a] += 1;
+                if idx[a] < x[a] {
+                    break;
+                }
+                idx[a] = 0;
+            }
+        }
+        let s = Sparse::from_rows(n, rows);
+        Ok(Relaxation::Affine(AffineMap::approximate(vec![s], vec![0.0; out_n], crate::num::UNIT_ROUNDOFF)))
+    }
 }
 
 #[cfg(test)]
@@ -134,10 +156,7 @@ mod tests {
     }
 
     fn rm(axes: &[usize], keepdims: bool) -> ReduceMean {
-        ReduceMean {
-            axes: axes.to_vec(),
-            keepdims,
-        }
+        ReduceMean { axes: axes.to_vec(), keepdims }
     }
 
     #[test]
@@ -163,10 +182,7 @@ mod tests {
         let y = rm(&[], true).forward(&[&x]).unwrap();
         assert_eq!(y.shape(), &[1, 1]);
         assert_eq!(y.data(), &[3.0]);
-        assert_eq!(
-            rm(&[], false).forward(&[&x]).unwrap().shape(),
-            &[] as &[usize]
-        );
+        assert_eq!(rm(&[], false).forward(&[&x]).unwrap().shape(), &[] as &[usize]);
     }
 
     #[test]
@@ -183,11 +199,8 @@ mod tests {
     #[test]
     fn non_adjacent_axes() {
         // [2, 3, 2] over axes [0, 2]: x[i][j][k] = 100 i + 10 j + k; mean over i, k = 50 + 10 j + 0.5.
-        let data = (0..2)
-            .flat_map(|i| {
-                (0..3).flat_map(move |j| (0..2).map(move |k| (100 * i + 10 * j + k) as f64))
-            })
-            .collect();
+        let data =
+            (0..2).flat_map(|i| (0..3).flat_map(move |j| (0..2).map(move |k| (100 * i + 10 * j + k) as f64))).collect();
         let x = t(&[2, 3, 2], data);
         let y = rm(&[0, 2], false).forward(&[&x]).unwrap();
         assert_eq!(y.shape(), &[3]);
@@ -227,9 +240,7 @@ mod tests {
         assert!(rm(&[1, 0], false).output_shape(&[&[2, 3]]).is_err());
         assert!(rm(&[1, 1], false).output_shape(&[&[2, 3]]).is_err());
         assert!(rm(&[0], false).output_shape(&[]).is_err());
-        assert!(rm(&[0], false)
-            .forward(&[&t(&[2], vec![1.0, 2.0]), &t(&[2], vec![1.0, 2.0])])
-            .is_err());
+        assert!(rm(&[0], false).forward(&[&t(&[2], vec![1.0, 2.0]), &t(&[2], vec![1.0, 2.0])]).is_err());
         assert!(rm(&[0], false).output_shape(&[&[]]).is_err());
     }
 }

@@ -1,6 +1,6 @@
 //! ONNX `Relu`: max(x, 0). https://onnx.ai/onnx/operators/onnx__Relu.html
 
-use super::Elementwise;
+use super::{piecewise_lines, Elementwise, Lines};
 use crate::ir::Scalar;
 
 /// `Relu`.
@@ -17,5 +17,19 @@ impl Elementwise for Relu {
         } else {
             x
         }
+    }
+    fn lines(&self, l: f64, u: f64) -> Lines {
+        // Upper: the chord. Lower: slope 1 or 0, whichever leaves less area (CROWN's choice).
+        let (a_lo, a_hi) = if l >= 0.0 {
+            (1.0, 1.0)
+        } else if u <= 0.0 {
+            (0.0, 0.0)
+        } else {
+            (if u > -l { 1.0 } else { 0.0 }, crate::num::up(u / (u - l)))
+        };
+        piecewise_lines(l, u, &[0.0], a_lo, a_hi, |x| x.max(0.0), |x| x.max(0.0))
+    }
+    fn range(&self, l: f64, u: f64) -> (f64, f64) {
+        (l.max(0.0), u.max(0.0))
     }
 }

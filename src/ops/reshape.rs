@@ -3,6 +3,8 @@
 //! https://onnx.ai/onnx/operators/onnx__Reshape.html
 
 use super::Operator;
+use super::RelaxInput;
+use crate::bounds::affine::{AffineMap, Relaxation, Sparse};
 use crate::error::{Error, Result};
 use crate::ir::tensor::checked_numel;
 use crate::ir::{Scalar, Tensor};
@@ -27,11 +29,7 @@ impl Operator for Reshape {
         if self.keep_batch {
             match (x.first(), out.first_mut()) {
                 (Some(&b), Some(o)) => *o = b,
-                _ => {
-                    return Err(Error::Shape(
-                        "batch-preserving reshape of a rank-0 tensor".into(),
-                    ))
-                }
+                _ => return Err(Error::Shape("batch-preserving reshape of a rank-0 tensor".into())),
             }
         }
         if checked_numel(x)? != checked_numel(&out)? {
@@ -42,5 +40,9 @@ impl Operator for Reshape {
     fn forward<T: Scalar>(&self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
         let shape = self.output_shape(&[inputs[0].shape()])?;
         inputs[0].clone().reshape(shape)
+    }
+    fn relaxation(&self, r: &RelaxInput<'_>) -> Result<Relaxation> {
+        let n = r.lo[0].len();
+        Ok(Relaxation::Affine(AffineMap::exact(vec![Sparse::diagonal(&vec![1.0; n])], vec![0.0; n])))
     }
 }

@@ -1,6 +1,6 @@
 //! ONNX `Sigmoid`: 1 / (1 + exp(-x)). https://onnx.ai/onnx/operators/onnx__Sigmoid.html
 
-use super::Elementwise;
+use super::{s_shaped_lines, Elementwise, Lines, SMOOTH_MARGIN};
 use crate::ir::Scalar;
 
 /// `Sigmoid`.
@@ -18,5 +18,23 @@ impl Elementwise for Sigmoid {
             let e = x.exp();
             e / (T::ONE + e)
         }
+    }
+    fn lines(&self, l: f64, u: f64) -> Lines {
+        let f = |x: f64| self.eval(x);
+        let df = |x: f64| {
+            let s = self.eval(x);
+            s * (1.0 - s)
+        };
+        // f'(x) = a at sigma(x) = (1 + sqrt(1 - 4a)) / 2.
+        let crit = |a: f64| {
+            (a > 0.0 && a < 0.25).then(|| {
+                let s = (1.0 + (1.0 - 4.0 * a).sqrt()) / 2.0;
+                (s / (1.0 - s)).ln()
+            })
+        };
+        s_shaped_lines(l, u, f, df, crit)
+    }
+    fn range(&self, l: f64, u: f64) -> (f64, f64) {
+        ((self.eval(l) - SMOOTH_MARGIN).max(0.0), (self.eval(u) + SMOOTH_MARGIN).min(1.0))
     }
 }

@@ -1,6 +1,6 @@
 //! ONNX `Tanh`. https://onnx.ai/onnx/operators/onnx__Tanh.html
 
-use super::Elementwise;
+use super::{s_shaped_lines, Elementwise, Lines, SMOOTH_MARGIN};
 use crate::ir::Scalar;
 
 /// `Tanh`.
@@ -12,5 +12,15 @@ impl Elementwise for Tanh {
     #[inline]
     fn eval<T: Scalar>(&self, x: T) -> T {
         x.tanh()
+    }
+    fn lines(&self, l: f64, u: f64) -> Lines {
+        let f = |x: f64| x.tanh();
+        let df = |x: f64| 1.0 - x.tanh() * x.tanh();
+        // f'(x) = a at tanh(x) = sqrt(1 - a).
+        let crit = |a: f64| (a > 0.0 && a < 1.0).then(|| (1.0 - a).sqrt().atanh());
+        s_shaped_lines(l, u, f, df, crit)
+    }
+    fn range(&self, l: f64, u: f64) -> (f64, f64) {
+        ((l.tanh() - SMOOTH_MARGIN).max(-1.0), (u.tanh() + SMOOTH_MARGIN).min(1.0))
     }
 }

@@ -3,6 +3,8 @@
 //! https://onnx.ai/onnx/operators/onnx__Transpose.html
 
 use super::Operator;
+use super::RelaxInput;
+use crate::bounds::affine::Relaxation;
 use crate::error::{Error, Result};
 use crate::ir::tensor::{checked_numel, strides};
 use crate::ir::{Scalar, Tensor};
@@ -22,10 +24,7 @@ impl Operator for Transpose {
         let x = inputs[0];
         let mut seen = vec![false; x.len()];
         let is_perm = self.perm.len() == x.len()
-            && self
-                .perm
-                .iter()
-                .all(|&p| p < x.len() && !std::mem::replace(&mut seen[p], true));
+            && self.perm.iter().all(|&p| p < x.len() && !std::mem::replace(&mut seen[p], true));
         if !is_perm {
             return Err(Error::Shape(format!(
                 "Transpose perm {:?} is not a permutation of the axes of {x:?}",
@@ -96,6 +95,10 @@ impl Operator for Transpose {
             }
         }
     }
+    fn relaxation(&self, r: &RelaxInput<'_>) -> Result<Relaxation> {
+        let map = super::gather_map(&r.in_shapes, |xs| self.forward(xs))?;
+        Ok(Relaxation::Affine(super::gather_affine(&r.in_shapes, &map, 0.0)))
+    }
 }
 
 #[cfg(test)]
@@ -110,9 +113,7 @@ mod tests {
         let os = strides(&out_shape);
         (0..n)
             .map(|o| {
-                let j: usize = (0..perm.len())
-                    .map(|a| (o / os[a] % out_shape[a]) * is[perm[a]])
-                    .sum();
+                let j: usize = (0..perm.len()).map(|a| (o / os[a] % out_shape[a]) * is[perm[a]]).sum();
                 x.data()[j]
             })
             .collect()
@@ -134,19 +135,13 @@ mod tests {
     #[test]
     fn nchw_nhwc_and_back() {
         let x = iota(&[2, 3, 2, 2]);
-        let to = Transpose {
-            perm: vec![0, 2, 3, 1],
-        };
+        let to = Transpose { perm: vec![0, 2, 3, 1] };
         let y = to.forward(&[&x]).unwrap();
         assert_eq!(y.shape(), &[2, 2, 2, 3]);
         assert_eq!(y.data(), &naive(&x, &to.perm)[..]);
         // Sample 0, pixel (0, 0): channels 0, 1, 2 are x cells 0, 4, 8.
         assert_eq!(&y.data()[..3], &[-5.0, -1.0, 3.0]);
-        let back = Transpose {
-            perm: vec![0, 3, 1, 2],
-        }
-        .forward(&[&y])
-        .unwrap();
+        let back = Transpose { perm: vec![0, 3, 1, 2] }.forward(&[&y]).unwrap();
         assert_eq!(back, x);
     }
 
@@ -175,10 +170,7 @@ mod tests {
             assert_eq!(y.shape(), &op.output_shape(&[x.shape()]).unwrap()[..]);
             assert_eq!(y.data(), &naive(&x, &p)[..], "perm {p:?}");
             let y32 = op.forward(&[&x.map(|v| v as f32)]).unwrap();
-            assert_eq!(
-                y32.data(),
-                &naive(&x, &p).iter().map(|&v| v as f32).collect::<Vec<_>>()[..]
-            );
+            assert_eq!(y32.data(), &naive(&x, &p).iter().map(|&v| v as f32).collect::<Vec<_>>()[..]);
         }
     }
 
@@ -189,43 +181,21 @@ mod tests {
         let s = Tensor::scalar(3.0);
         assert_eq!(Transpose { perm: vec![] }.forward(&[&s]).unwrap(), s);
         let e = Tensor::<f64>::new(vec![2, 0, 3], vec![]).unwrap();
-        assert_eq!(
-            Transpose {
-                perm: vec![2, 0, 1]
-            }
-            .forward(&[&e])
-            .unwrap()
-            .shape(),
-            &[3, 2, 0]
-        );
+        assert_eq!(Transpose { perm: vec![2, 0, 1] }.forward(&[&e]).unwrap().shape(), &[3, 2, 0]);
         // Only size-1 axes move: a copy.
         let x = iota(&[1, 5, 1]);
-        let y = Transpose {
-            perm: vec![2, 1, 0],
-        }
-        .forward(&[&x])
-        .unwrap();
+        let y = Transpose { perm: vec![2, 1, 0] }.forward(&[&x]).unwrap();
         assert_eq!(y.data(), x.data());
     }
 
     #[test]
     fn invalid() {
-        assert!(Transpose { perm: vec![0, 0] }
-            .output_shape(&[&[2, 3]])
-            .is_err());
-        assert!(Transpose { perm: vec![0, 2] }
-            .output_shape(&[&[2, 3]])
-            .is_err());
-        assert!(Transpose { perm: vec![0] }
-            .output_shape(&[&[2, 3]])
-            .is_err());
+        assert!(Transpose { perm: vec![0, 0] }.output_shape(&[&[2, 3]]).is_err());
+        assert!(Transpose { perm: vec![0, 2] }.output_shape(&[&[2, 3]]).is_err());
+        assert!(Transpose { perm: vec![0] }.output_shape(&[&[2, 3]]).is_err());
         assert!(Transpose { perm: vec![1, 0] }.output_shape(&[]).is_err());
         let x = iota(&[2, 3]);
-        assert!(Transpose {
-            perm: vec![1, 0, 2]
-        }
-        .forward(&[&x])
-        .is_err());
+        assert!(Transpose { perm: vec![1, 0, 2] }.forward(&[&x]).is_err());
         assert!(Transpose { perm: vec![1, 0] }.forward(&[&x, &x]).is_err());
     }
 }

@@ -1,0 +1,224 @@
+//! Sparse affine maps y = sum_i S_i x_i + c, the common form in which every operator hands its
+//! linear part, or the two lines of its linear relaxation, to the bound engines.
+
+use crate::num::{add_up, gamma, mul_up, up};
+
+/// A sparse matrix in compressed rows: row j (an output element) holds (column, weight) pairs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Sparse {
+    pub rows: usize,
+    pub cols: usize,
+    pub row_ptr: Vec<usize>,
+    pub col: Vec<usize>,
+    pub val: Vec<f64>,
+}
+
+impl Sparse {
+    /// An empty matrix (all zeros).
+    pub fn zeros(rows: usize, cols: usize) -> Sparse {
+        Sparse { rows, cols, row_ptr: vec![0; rows + 1], col: vec![], val: vec![] }
+    }
+
+    /// Builds from per-row entry lists.
+    pub fn from_rows(cols: usize, rows: impl IntoIterator<Item = Vec<(usize, f64)>>) -> Sparse {
+        let mut s = Sparse { rows: 0, cols, row_ptr: vec![0], col: vec![], val: vec![] };
+        for r in rows {
+            for (c, v) in r {
+                debug_assert!(c < cols);
+                if v != 0.0 {
+                    s.col.push(c);
+                    s.val.push(v);
+                }
+            }
+            s.row_ptr.push(s.col.len());
+            s.rows += 1;
+        }
+        s
+    }
+
+    /// A diagonal matrix.
+    pub fn diagonal(d: &[f64]) -> Sparse {
+        Sparse::from_rows(d.len(), d.iter().enumerate().map(|(i, &v)| vec![(i, v)]))
+    }
+
+    pub fn row(&self, j: usize) -> (&[usize], &[f64]) {
+        let (a, b) = (self.row_ptr[j], self.row_ptr[j + 1]);
+        (&self.col[a..b], &self.val[a..b])
+    }
+
+    /// Largest number of entries in a row (terms summed per output in `apply`).
+    pub fn max_row_len(&self) -> usize {
+        self.row_ptr.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0)
+    }
+
+    /// Largest number of entries in a column (terms summed per input in `transpose_apply`).
+    pub fn max_col_len(&self) -> usize {
+        let mut count = vec![0usize; self.cols];
+        for &c in &self.col {
+            count[c] += 1;
+        }
+        count.into_iter().max().unwrap_or(0)
+    }
+
+    /// y += S x, round to nearest.
+    pub fn apply_add(&self, x: &[f64], y: &mut [f64]) {
+        for (j, yj) in y.iter_mut().enumerate().take(self.rows) {
+            let (c, v) = self.row(j);
+            let mut s = 0.0;
+            for (&ci, &vi) in c.iter().zip(v) {
+                s += vi * x[ci];
+            }
+            *yj += s;
+        }
+    }
+
+    /// y += |S| x for x >= 0, rounded up (an upper bound of the exact product).
+    pub fn abs_apply_add_up(&self, x: &[f64], y: &mut [f64]) {
+        let g = 1.0 + 2.0 * gamma(self.max_row_len() + 1);
+        for (j, yj) in y.iter_mut().enumerate().take(self.rows) {
+            let (c, v) = self.row(j);
+            let mut s = 0.0;
+            for (&ci, &vi) in c.iter().zip(v) {
+                s += vi.abs() * x[ci];
+            }
+            *yj = add_up(*yj, up(s * g));
+        }
+    }
+
+    /// out[r, :] += a[r, :] S for each of `rows` row vectors a (row-major, `self.rows` wide),
+    /// with coefficient `scale_pos` for positive entries of a and `scale_neg` for negative ones
+    /// selected by `mask`: Some(true) keeps only positive entries, Some(false) only negative.
+    pub fn transpose_apply_add(&self, a: &[f64], rows: usize, out: &mut [f64], sign: Option<bool>) {
+        let (n_out, n_in) = (self.rows, self.cols);
+        for r in 0..rows {
+            let ar = &a[r * n_out..(r + 1) * n_out];
+            let or = &mut out[r * n_in..(r + 1) * n_in];
+            for (j, &aj) in ar.iter().enumerate() {
+                if aj == 0.0 || sign.is_some_and(|pos| (aj > 0.0) != pos) {
+                    continue;
+                }
+                let (c, v) = self.row(j);
+                for (&ci, &vi) in c.iter().zip(v) {
+                    or[ci] += aj * vi;
+                }
+            }
+        }
+    }
+}
+
+/// y = sum_i S_i x_i + offset, one sparse part per operator input, up to a stated error:
+/// the operator's exact real output differs from the map by at most
+/// `err_rel * (sum_i |S_i| |x_i| + |offset|) + err_abs` (element-wise), which covers weights
+/// that are themselves rounded (1/c, alpha * B, batch-norm folding).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AffineMap {
+    pub parts: Vec<Sparse>,
+    pub offset: Vec<f64>,
+    pub err_rel: f64,
+    /// Empty when zero.
+    pub err_abs: Vec<f64>,
+}
+
+/// How an operator relates its output to its inputs on given input boxes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Relaxation {
+    /// The operator is this affine map.
+    Affine(AffineMap),
+    /// lower(x) <= op(x) <= upper(x) on the boxes.
+    Bounds { lower: AffineMap, upper: AffineMap },
+}
+
+impl Relaxation {
+    pub fn lower(&self) -> &AffineMap {
+        match self {
+            Relaxation::Affine(m) => m,
+            Relaxation::Bounds { lower, .. } => lower,
+        }
+    }
+    pub fn upper(&self) -> &AffineMap {
+        match self {
+            Relaxation::Affine(m) => m,
+            Relaxation::Bounds { upper, .. } => upper,
+        }
+    }
+}
+
+impl AffineMap {
+    /// An exact map (no rounded weights).
+    pub fn exact(parts: Vec<Sparse>, offset: Vec<f64>) -> AffineMap {
+        AffineMap { parts, offset, err_rel: 0.0, err_abs: vec![] }
+    }
+
+    /// A map whose weights carry a relative rounding error of at most `err_rel`.
+    pub fn approximate(parts: Vec<Sparse>, offset: Vec<f64>, err_rel: f64) -> AffineMap {
+        AffineMap { parts, offset, err_rel, err_abs: vec![] }
+    }
+
+    pub fn out_len(&self) -> usize {
+        self.offset.len()
+    }
+
+    /// Terms summed into one output (for the rounding error of forward evaluation).
+    pub fn max_fan_in(&self) -> usize {
+        self.parts.iter().map(|p| p.max_row_len()).sum::<usize>() + 1
+    }
+
+    /// Interval image of boxes [lo_i, hi_i], rounded outward.
+    pub fn interval(&self, lo: &[&[f64]], hi: &[&[f64]]) -> (Vec<f64>, Vec<f64>) {
+        let n = self.out_len();
+        let mut center = self.offset.clone();
+        let mut radius = vec![0.0; n];
+        let mut magnitude: Vec<f64> = self.offset.iter().map(|c| c.abs()).collect();
+        for (i, s) in self.parts.iter().enumerate() {
+            let xc: Vec<f64> = lo[i].iter().zip(hi[i]).map(|(&l, &h)| l / 2.0 + h / 2.0).collect();
+            let xr: Vec<f64> = lo[i].iter().zip(hi[i]).zip(&xc).map(|((&l, &h), &c)| up((c - l).max(h - c))).collect();
+            let xa: Vec<f64> = xc.iter().map(|c| c.abs()).collect();
+            s.apply_add(&xc, &mut center);
+            s.abs_apply_add_up(&xr, &mut radius);
+            s.abs_apply_add_up(&xa, &mut magnitude);
+        }
+        // |fl(center) - center| <= gamma * (|S||xc| + |c|); the map's own error adds
+        // err_rel * (|S||x| + |c|) <= err_rel * (magnitude + radius), and err_abs.
+        let g = add_up(gamma(self.max_fan_in()), self.err_rel);
+        for j in 0..n {
+            magnitude[j] = add_up(magnitude[j], radius[j]);
+            if let Some(&e) = self.err_abs.get(j) {
+                radius[j] = add_up(radius[j], e);
+            }
+        }
+        let mut lo_out = Vec::with_capacity(n);
+        let mut hi_out = Vec::with_capacity(n);
+        for j in 0..n {
+            let slack = add_up(radius[j], mul_up(g, magnitude[j]));
+            lo_out.push(crate::num::sub_down(center[j], slack));
+            hi_out.push(add_up(center[j], slack));
+        }
+        (lo_out, hi_out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparse_products() {
+        // S = [[1, 2, 0], [0, -1, 3]]
+        let s = Sparse::from_rows(3, vec![vec![(0, 1.0), (1, 2.0)], vec![(1, -1.0), (2, 3.0)]]);
+        let mut y = vec![0.0; 2];
+        s.apply_add(&[1.0, 1.0, 1.0], &mut y);
+        assert_eq!(y, vec![3.0, 2.0]);
+        let mut out = vec![0.0; 3];
+        s.transpose_apply_add(&[1.0, -1.0], 1, &mut out, None);
+        assert_eq!(out, vec![1.0, 3.0, -3.0]);
+        let mut pos = vec![0.0; 3];
+        s.transpose_apply_add(&[1.0, -1.0], 1, &mut pos, Some(true));
+        assert_eq!(pos, vec![1.0, 2.0, 0.0]);
+        assert_eq!(s.max_col_len(), 2);
+        let m = AffineMap::exact(vec![s], vec![0.5, -0.5]);
+        let (lo, hi) = m.interval(&[&[0.0, -1.0, 0.0]], &[&[1.0, 1.0, 0.0]]);
+        // y0 = x0 + 2 x1 + .5 in [-1.5, 3.5]; y1 = -x1 + 3 x2 - .5 in [-1.5, 0.5]
+        assert!(lo[0] <= -1.5 && lo[0] > -1.5 - 1e-12 && hi[0] >= 3.5 && hi[0] < 3.5 + 1e-12);
+        assert!(lo[1] <= -1.5 && hi[1] >= 0.5);
+    }
+}

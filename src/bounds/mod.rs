@@ -1,0 +1,9 @@
+//! Sound bound propagation over the graph IR: interval bound propagation (IBP, Gowal et al.
+//! 2018), CROWN's backward linear relaxation (Zhang et al. 2018) with CROWN-computed
+//! intermediate bounds and dual-norm concretisation, all in f64 with rounding accounted for.
+
+pub mod affine;
+pub mod propagate;
+pub mod radius;
+
+pub use propagate::{bound_spec, BoundTable, Interval, Method, SpecBounds};

@@ -1,0 +1,366 @@
+//! The engines: IBP (one forward loop over the nodes) and CROWN (backward linear bound
+//! propagation from a target node to the input, Zhang et al. 2018), with the rounding of every
+//! step bounded (Higham's gamma_n on each sum of products) and charged to the bias, so the
+//! reported bounds hold for the real-valued network.
+
+use super::affine::Relaxation;
+use crate::error::{Error, Result};
+use crate::ir::{Graph, NodeId};
+use crate::num::{add_down, add_up, dot_down, dot_up, gamma, mul_up, up, UNIT_ROUNDOFF};
+use crate::ops::{Op, Operator, RelaxInput};
+use crate::spec::Region;
+use rayon::prelude::*;
+
+/// Which bound engine computes the bounds of the pre-activation (intermediate) nodes and the
+/// outputs.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Method {
+    Ibp,
+    Crown,
+}
+
+/// Element-wise bounds of one node's output (one sample, flattened).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Interval {
+    pub lo: Vec<f64>,
+    pub hi: Vec<f64>,
+}
+
+/// Per-node bounds and relaxations of one graph on one input region.
+pub struct BoundTable<'g> {
+    graph: &'g Graph,
+    region: &'g Region,
+    pub bounds: Vec<Option<Interval>>,
+    relax: Vec<Option<Relaxation>>,
+}
+
+/// Bounds on the rows of C y for a target node y.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpecBounds {
+    pub lower: Vec<f64>,
+    pub upper: Vec<f64>,
+}
+
+fn is_piecewise_or_smooth(op: &Op) -> bool {
+    matches!(op, Op::Relu(_) | Op::LeakyRelu(_) | Op::Clip(_) | Op::Sigmoid(_) | Op::Tanh(_) | Op::MaxPool(_))
+}
+
+/// Whether neuron bounds [l, u] feeding `user` would gain from tightening (the relaxation of a
+/// piecewise-linear op is exact unless the interval straddles a kink).
+fn worth_refining(user: &Op, l: f64, u: f64) -> bool {
+    match user {
+        Op::Relu(_) | Op::LeakyRelu(_) => l < 0.0 && u > 0.0,
+        Op::Clip(c) => {
+            let straddles = |k: Option<f64>| k.is_some_and(|k| l < k && u > k);
+            straddles(c.min) || straddles(c.max)
+        }
+        _ => true,
+    }
+}
+
+impl<'g> BoundTable<'g> {
+    /// Computes bounds of every node up to and including `upto`, by `method` for the inputs of
+    /// nonlinear operators (and IBP everywhere as a floor).
+    pub fn new(graph: &'g Graph, region: &'g Region, method: Method, upto: NodeId) -> Result<Self> {
+        if graph.inputs.len() != 1 {
+            return Err(Error::InvalidArgument("bound propagation needs a single-input model".into()));
+        }
+        let n_in: usize = graph.input_info[0].shape.iter().product();
+        if region.len() != n_in {
+            return Err(Error::Shape(format!(
+                "the input region has {} elements, the model input {:?} has {n_in}",
+                region.len(),
+                graph.input_info[0].shape
+            )));
+        }
+        let mut t =
+            BoundTable { graph, region, bounds: vec![None; graph.nodes.len()], relax: vec![None; graph.nodes.len()] };
+        let users = graph.users();
+        // Nodes that are an affine function of the input (no nonlinearity in between): their
+        // bounds by a backward pass are exact, so even IBP uses it for them (under an L2 or L1
+        // ball the box hull of the ball would lose much).
+        let mut affine_of_input = vec![false; graph.nodes.len()];
+        for id in 0..=upto.0 {
+            let node = &graph.nodes[id];
+            affine_of_input[id] = match node.op {
+                Op::Input(_) => true,
+                ref op => !is_piecewise_or_smooth(op) && node.inputs.iter().all(|p| affine_of_input[p.0]),
+            };
+        }
+        for id in 0..=upto.0 {
+            let node = &graph.nodes[id];
+            let mut iv = match &node.op {
+                Op::Input(_) => {
+                    let (lo, hi) = region.bounding_box();
+                    Interval { lo, hi }
+                }
+                op => {
+                    let (lo, hi) = {
+                        let r = t.relax_input(NodeId(id))?;
+                        op.interval(&r).map_err(|e| Error::node(&node.name, op.name(), e.to_string()))?
+                    };
+                    Interval { lo, hi }
+                }
+            };
+            let feeds_nonlinear = users[id].iter().any(|u| is_piecewise_or_smooth(&graph.nodes[u.0].op));
+            let refine = match method {
+                Method::Crown => true,
+                Method::Ibp => affine_of_input[id] && region.norm != crate::spec::Norm::Inf,
+            };
+            if refine && feeds_nonlinear && !matches!(node.op, Op::Input(_)) {
+                let rows: Vec<usize> = (0..iv.lo.len())
+                    .filter(|&i| users[id].iter().any(|u| worth_refining(&graph.nodes[u.0].op, iv.lo[i], iv.hi[i])))
+                    .collect();
+                if !rows.is_empty() {
+                    // Provisional bounds let the backward pass start at this node.
+                    t.bounds[id] = Some(iv.clone());
+                    let n = iv.lo.len();
+                    let mut spec = vec![0.0; rows.len() * n];
+                    for (r, &i) in rows.iter().enumerate() {
+                        spec[r * n + i] = 1.0;
+                    }
+                    let sb = t.backward(NodeId(id), &spec, rows.len())?;
+                    for (r, &i) in rows.iter().enumerate() {
+                        iv.lo[i] = iv.lo[i].max(sb.lower[r]);
+                        iv.hi[i] = iv.hi[i].min(sb.upper[r]);
+                    }
+                }
+            }
+            t.bounds[id] = Some(iv);
+        }
+        Ok(t)
+    }
+
+    fn relax_input(&self, id: NodeId) -> Result<RelaxInput<'_>> {
+        let node = &self.graph.nodes[id.0];
+        let mut lo = Vec::new();
+        let mut hi = Vec::new();
+        let mut in_shapes = Vec::new();
+        for p in &node.inputs {
+            let b = self.bounds[p.0].as_ref().ok_or_else(|| Error::InvalidArgument("bounds out of order".into()))?;
+            lo.push(b.lo.as_slice());
+            hi.push(b.hi.as_slice());
+            in_shapes.push(self.graph.nodes[p.0].shape.as_slice());
+        }
+        Ok(RelaxInput { in_shapes, out_shape: &node.shape, lo, hi })
+    }
+
+    /// The relaxation of a node (computed once; its inputs' bounds are final by then).
+    fn ensure_relaxation(&mut self, id: NodeId) -> Result<()> {
+        if self.relax[id.0].is_none() {
+            let node = &self.graph.nodes[id.0];
+            let r = self.relax_input(id)?;
+            let rel = node.op.relaxation(&r).map_err(|e| Error::node(&node.name, node.op.name(), e.to_string()))?;
+            self.relax[id.0] = Some(rel);
+        }
+        Ok(())
+    }
+
+    /// Bounds on `spec` (rows x numel(target), row-major) times the target's output, over the
+    /// region: rows are processed in parallel, each independently (so results do not depend on
+    /// the number of threads).
+    pub fn backward(&mut self, target: NodeId, spec: &[f64], rows: usize) -> Result<SpecBounds> {
+        // Every node the target depends on gets its relaxation first (read-only afterwards).
+        let mut needed = vec![false; target.0 + 1];
+        needed[target.0] = true;
+        for id in (0..=target.0).rev() {
+            if needed[id] {
+                for p in &self.graph.nodes[id].inputs {
+                    needed[p.0] = true;
+                }
+            }
+        }
+        for (id, &n) in needed.iter().enumerate() {
+            if n && !matches!(self.graph.nodes[id].op, Op::Input(_)) {
+                self.ensure_relaxation(NodeId(id))?;
+            }
+        }
+        let width = self.graph.nodes[target.0].shape.iter().product::<usize>();
+        if spec.len() != rows * width {
+            return Err(Error::Shape(format!("specification of {} values for {rows} rows of {width}", spec.len())));
+        }
+        // Chunks of rows: bounded memory per task, parallel across tasks.
+        let chunk = 32usize;
+        let this = &*self;
+        let parts: Result<Vec<SpecBounds>> = (0..rows)
+            .step_by(chunk)
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(|start| {
+                let end = (start + chunk).min(rows);
+                this.backward_rows(target, &spec[start * width..end * width], end - start)
+            })
+            .collect();
+        let mut out = SpecBounds { lower: Vec::with_capacity(rows), upper: Vec::with_capacity(rows) };
+        for p in parts? {
+            out.lower.extend(p.lower);
+            out.upper.extend(p.upper);
+        }
+        Ok(out)
+    }
+
+    fn magnitude(&self, id: NodeId) -> Vec<f64> {
+        let b = self.bounds[id.0].as_ref().expect("bounds of inputs are computed first");
+        b.lo.iter().zip(&b.hi).map(|(l, h)| l.abs().max(h.abs())).collect()
+    }
+
+    fn backward_rows(&self, target: NodeId, spec: &[f64], rows: usize) -> Result<SpecBounds> {
+        let g = self.graph;
+        let mut state: Vec<Option<(Vec<f64>, Vec<f64>)>> = vec![None; target.0 + 1];
+        state[target.0] = Some((spec.to_vec(), spec.to_vec()));
+        let mut lbias = vec![0.0f64; rows];
+        let mut ubias = vec![0.0f64; rows];
+        let mut result: Option<SpecBounds> = None;
+        for id in (0..=target.0).rev() {
+            let Some((la, ua)) = state[id].take() else { continue };
+            let node = &g.nodes[id];
+            let width = la.len() / rows.max(1);
+            if let Op::Input(_) = node.op {
+                let mut lower = Vec::with_capacity(rows);
+                let mut upper = Vec::with_capacity(rows);
+                for r in 0..rows {
+                    let lr = &la[r * width..(r + 1) * width];
+                    let neg: Vec<f64> = ua[r * width..(r + 1) * width].iter().map(|v| -v).collect();
+                    lower.push(add_down(lbias[r], self.region.min_linear(lr)));
+                    upper.push(add_up(ubias[r], -self.region.min_linear(&neg)));
+                }
+                result = Some(SpecBounds { lower, upper });
+                continue;
+            }
+            let rel = self.relax[id].as_ref().expect("relaxations are computed before the pass");
+            let (lmap, umap) = (rel.lower(), rel.upper());
+            let affine = matches!(rel, Relaxation::Affine(_));
+            // Rounding charge per output element j of this node:
+            // t_j = gamma * (|L| m + |U| m)_j + err_rel * ((|S| m)_j + |c_j|) + err_abs_j.
+            let n_out = lmap.out_len();
+            let mut abs_sm = vec![0.0; n_out];
+            let mut max_col = 0;
+            for (k, p) in node.inputs.iter().enumerate() {
+                let m = self.magnitude(*p);
+                lmap.parts[k].abs_apply_add_up(&m, &mut abs_sm);
+                if !affine {
+                    umap.parts[k].abs_apply_add_up(&m, &mut abs_sm);
+                }
+                max_col = max_col.max(lmap.parts[k].max_col_len() + umap.parts[k].max_col_len());
+            }
+            let gm = gamma(max_col + 2);
+            let t: Vec<f64> = (0..n_out)
+                .map(|j| {
+                    let err_rel = lmap.err_rel.max(umap.err_rel);
+                    let off = lmap.offset[j].abs().max(umap.offset[j].abs());
+                    let ea =
+                        lmap.err_abs.get(j).copied().unwrap_or(0.0).max(umap.err_abs.get(j).copied().unwrap_or(0.0));
+                    add_up(add_up(mul_up(gm, abs_sm[j]), mul_up(err_rel, add_up(abs_sm[j], off))), ea)
+                })
+                .collect();
+            for r in 0..rows {
+                let lr = &la[r * width..(r + 1) * width];
+                let ur = &ua[r * width..(r + 1) * width];
+                let l_off: Vec<f64> = lr
+                    .iter()
+                    .enumerate()
+                    .map(|(j, &a)| if a >= 0.0 { lmap.offset[j] } else { umap.offset[j] })
+                    .collect();
+                let u_off: Vec<f64> = ur
+                    .iter()
+                    .enumerate()
+                    .map(|(j, &a)| if a >= 0.0 { umap.offset[j] } else { lmap.offset[j] })
+                    .collect();
+                let labs: Vec<f64> = lr.iter().map(|v| v.abs()).collect();
+                let uabs: Vec<f64> = ur.iter().map(|v| v.abs()).collect();
+                lbias[r] = add_down(lbias[r], crate::num::sub_down(dot_down(lr, &l_off), dot_up(&labs, &t)));
+                ubias[r] = add_up(ubias[r], add_up(dot_up(ur, &u_off), dot_up(&uabs, &t)));
+            }
+            for (k, p) in node.inputs.iter().enumerate() {
+                let n_in = lmap.parts[k].cols;
+                let mut la_k = vec![0.0; rows * n_in];
+                let mut ua_k = vec![0.0; rows * n_in];
+                if affine {
+                    lmap.parts[k].transpose_apply_add(&la, rows, &mut la_k, None);
+                    lmap.parts[k].transpose_apply_add(&ua, rows, &mut ua_k, None);
+                } else {
+                    lmap.parts[k].transpose_apply_add(&la, rows, &mut la_k, Some(true));
+                    umap.parts[k].transpose_apply_add(&la, rows, &mut la_k, Some(false));
+                    umap.parts[k].transpose_apply_add(&ua, rows, &mut ua_k, Some(true));
+                    lmap.parts[k].transpose_apply_add(&ua, rows, &mut ua_k, Some(false));
+                }
+                match state[p.0].take() {
+                    None => state[p.0] = Some((la_k, ua_k)),
+                    Some((mut la0, mut ua0)) => {
+                        // A node used twice (a residual branch): the sums round once more.
+                        for (a, b) in la0.iter_mut().zip(&la_k) {
+                            *a += b;
+                        }
+                        for (a, b) in ua0.iter_mut().zip(&ua_k) {
+                            *a += b;
+                        }
+                        let m = self.magnitude(*p);
+                        let c = up(2.0 * UNIT_ROUNDOFF);
+                        for r in 0..rows {
+                            let lr: Vec<f64> = la0[r * n_in..(r + 1) * n_in].iter().map(|v| v.abs()).collect();
+                            let ur: Vec<f64> = ua0[r * n_in..(r + 1) * n_in].iter().map(|v| v.abs()).collect();
+                            lbias[r] = crate::num::sub_down(lbias[r], mul_up(c, dot_up(&lr, &m)));
+                            ubias[r] = add_up(ubias[r], mul_up(c, dot_up(&ur, &m)));
+                        }
+                        state[p.0] = Some((la0, ua0));
+                    }
+                }
+            }
+        }
+        Ok(result.unwrap_or_else(|| {
+            // The target does not depend on the input: its bounds are the biases.
+            SpecBounds { lower: lbias, upper: ubias }
+        }))
+    }
+}
+
+/// IBP or CROWN bounds on `spec` x (output `output` of the graph) over the region.
+pub fn bound_spec(
+    graph: &Graph,
+    region: &Region,
+    method: Method,
+    output: NodeId,
+    spec: &[f64],
+    rows: usize,
+) -> Result<SpecBounds> {
+    let mut t = BoundTable::new(graph, region, method, output)?;
+    match method {
+        Method::Crown => {
+            // IBP on the final bounds can still win for some rows; both are sound.
+            let crown = t.backward(output, spec, rows)?;
+            let ibp = ibp_of_spec(t.bounds[output.0].as_ref().expect("computed"), spec, rows);
+            Ok(SpecBounds {
+                lower: crown.lower.iter().zip(&ibp.lower).map(|(a, b)| a.max(*b)).collect(),
+                upper: crown.upper.iter().zip(&ibp.upper).map(|(a, b)| a.min(*b)).collect(),
+            })
+        }
+        Method::Ibp => Ok(ibp_of_spec(t.bounds[output.0].as_ref().expect("computed"), spec, rows)),
+    }
+}
+
+/// C y over the box of y, rounded outward.
+fn ibp_of_spec(b: &Interval, spec: &[f64], rows: usize) -> SpecBounds {
+    {
+        {
+            let width = b.lo.len();
+            let mut lower = Vec::with_capacity(rows);
+            let mut upper = Vec::with_capacity(rows);
+            for r in 0..rows {
+                let c = &spec[r * width..(r + 1) * width];
+                let (mut lo, mut hi) = (0.0f64, 0.0f64);
+                for j in 0..width {
+                    if c[j] == 0.0 {
+                        continue;
+                    }
+                    let (a, bb) = (crate::num::mul_down(c[j], b.lo[j]), crate::num::mul_down(c[j], b.hi[j]));
+                    lo = add_down(lo, a.min(bb));
+                    let (a, bb) = (crate::num::mul_up(c[j], b.lo[j]), crate::num::mul_up(c[j], b.hi[j]));
+                    hi = add_up(hi, a.max(bb));
+                }
+                lower.push(lo);
+                upper.push(hi);
+            }
+            SpecBounds { lower, upper }
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! Specifications: the input sets a property quantifies over (Lp balls of Wong & Kolter /
+//! Zhang et al.'s CROWN, optionally intersected with the valid pixel box; plain boxes as
+//! VNN-LIB states them) and the output specification matrix C.
+
+pub mod region;
+
+pub use region::{Norm, Region};
