@@ -3,5 +3,6 @@
 //! VNN-LIB states them) and the output specification matrix C.
 
 pub mod region;
+pub mod vnnlib;
 
 pub use region::{Norm, Region};
