@@ -23,9 +23,11 @@
 //! # Ok::<(), robustcert::Error>(())
 //! ```
 
+pub mod certify;
 pub mod dsse;
 pub mod keys;
 pub mod predicate;
+pub mod recheck;
 pub mod statement;
 pub mod stats;
 

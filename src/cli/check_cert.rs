@@ -2,11 +2,15 @@
 //! verifies a signed robustness certificate (DSSE v1 envelope `.intoto.jsonl`, or the Sigstore
 //! bundle v0.3 `.sigstore.json`). Exit 0: signature, keyid and the given subject digests verify;
 //! 1: verification failed; 2: an error (unreadable file, malformed key).
+//!
+//! With `--recheck` (needs `--model`, `--data`, `--labels`) it also reruns the recorded method with
+//! the recorded parameters on the recorded inputs (bound radii and outcomes; smoothing counts
+//! replayed from the recorded seed) and fails (exit 1) on any difference, listing the inputs.
 
 use super::{print_json, Outcome};
-use crate::cert::{self, Expected, PublicKey};
+use crate::cert::{self, recheck::RecheckReport, DatasetSubject, Expected, PublicKey};
 use crate::Error;
-use anyhow::Context;
+use anyhow::{bail, Context};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -26,6 +30,13 @@ pub struct Args {
     /// The labels file that goes with --data.
     #[arg(long, requires = "data")]
     pub labels: Option<PathBuf>,
+    /// Also recompute the deterministic results (bound radii and outcomes, smoothing counts from
+    /// the recorded seed) and fail on any difference. Needs --model, --data and --labels.
+    #[arg(long)]
+    pub recheck: bool,
+    /// Worker threads for --recheck (default: all cores). Results do not depend on it.
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -36,6 +47,12 @@ fn read(p: &PathBuf, what: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 pub fn run(a: Args) -> anyhow::Result<Outcome> {
+    if a.recheck && (a.model.is_none() || a.data.is_none() || a.labels.is_none()) {
+        bail!(
+            "--recheck reruns the certified computation and needs the files it ran on: give --model MODEL.onnx \
+             --data X.npy --labels Y.npy"
+        );
+    }
     let cert_bytes = read(&a.cert, "certificate")?;
     let key = PublicKey::read(&a.key).context("cannot load the public key")?;
     let model = a.model.as_ref().map(|p| read(p, "model")).transpose()?;
@@ -46,6 +63,21 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
         Ok(v) => {
             let p = &v.statement.predicate;
             let overall = &p.results.aggregates.overall;
+            let report = if a.recheck { Some(run_recheck(&a, p, model.as_deref().unwrap_or_default())?) } else { None };
+            let rechecked = report.as_ref().map(|r| {
+                json!({"method": r.method, "inputs": r.inputs, "matches": r.matches(),
+                       "differingInputs": r.differing_inputs(), "differences": r.differences})
+            });
+            if let Some(r) = report.as_ref().filter(|r| !r.matches()) {
+                if a.json {
+                    print_json(&json!({"verified": false, "reason": recheck_reason(r), "recheck": rechecked}))?;
+                }
+                eprintln!("certificate {} FAILED recheck: {}", a.cert.display(), recheck_reason(r));
+                for d in &r.differences {
+                    eprintln!("  input {}: {} recorded {} recomputed {}", d.index, d.field, d.recorded, d.recomputed);
+                }
+                return Ok(Outcome::Failed);
+            }
             if a.json {
                 print_json(&json!({
                     "verified": true,
@@ -58,6 +90,7 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
                     "n": overall.n,
                     "certifiedAccuracy": overall.certified_accuracy,
                     "verdict": p.acceptance.verdict,
+                    "recheck": rechecked,
                 }))?;
                 return Ok(Outcome::Ok);
             }
@@ -89,6 +122,9 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
             }
             println!("verdict     {} ({} criteria)", p.acceptance.verdict, p.acceptance.criteria.len());
             println!("signed at   {} by {} ({})", p.attestation.signed_at, p.attestation.signer, p.attestation.meaning);
+            if let Some(r) = &report {
+                println!("recheck     {} reproduced exactly on all {} inputs", r.method, r.inputs);
+            }
             Ok(Outcome::Ok)
         }
         Err(Error::Verification(msg)) => {
@@ -100,4 +136,27 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
         }
         Err(e) => Err(anyhow::Error::new(e).context(format!("cannot check {}", a.cert.display()))),
     }
+}
+
+fn recheck_reason(r: &RecheckReport) -> String {
+    let ix: Vec<String> = r.differing_inputs().iter().map(usize::to_string).collect();
+    format!(
+        "recomputing {} gives different results for {} of {} inputs: {}",
+        r.method,
+        ix.len(),
+        r.inputs,
+        ix.join(", ")
+    )
+}
+
+/// Reruns the certified computation on the given (already digest-checked) files.
+fn run_recheck(a: &Args, p: &cert::RobustnessPredicate, model: &[u8]) -> anyhow::Result<RecheckReport> {
+    let (Some(x), Some(y)) = (&a.data, &a.labels) else { bail!("--recheck needs --data and --labels") };
+    let m = crate::onnx::load_bytes(model).context("cannot import the model for --recheck")?;
+    let data = DatasetSubject::from_files(x, y).context("cannot read the data for --recheck")?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(a.threads.unwrap_or(0))
+        .build()
+        .context("cannot start the worker threads")?;
+    pool.install(|| cert::recheck::recheck(p, &m.graph, &data)).context("cannot recheck the certificate")
 }

@@ -2,6 +2,7 @@
 //! arguments -> library calls -> printed result. `main.rs` only maps the outcome to an exit code.
 
 mod bounds;
+mod certify;
 mod check_cert;
 mod inspect;
 mod keygen;
@@ -31,6 +32,9 @@ pub enum Command {
     Radius(bounds::RadiusArgs),
     /// Create a signing key pair for certificates (ECDSA P-256 by default, or Ed25519).
     Keygen(keygen::Args),
+    /// Certify every input of a dataset (IBP, CROWN or randomized smoothing) and write a signed
+    /// robustness certificate (DSSE envelope + Sigstore bundle); exit 1 when the criteria fail.
+    Certify(certify::Args),
     /// Verify a signed robustness certificate: signature, key, and optionally model and data files.
     CheckCert(check_cert::Args),
     /// Randomized smoothing (Cohen et al. 2019): certify an L2 radius for the smoothed classifier,
@@ -64,6 +68,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Bounds(a) => bounds::run_bounds(a),
         Command::Radius(a) => bounds::run_radius(a),
         Command::Keygen(a) => keygen::run(a),
+        Command::Certify(a) => certify::run(a),
         Command::CheckCert(a) => check_cert::run(a),
         Command::Smooth(a) => smooth::run(a),
     }
