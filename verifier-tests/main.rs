@@ -10,4 +10,5 @@ mod common;
 mod fixtures;
 mod hostile;
 mod smoothing;
+mod soundness;
 mod vnncomp;

@@ -29,38 +29,77 @@ pub fn up(x: f64) -> f64 {
     x.next_up()
 }
 
+/// The exact rounding error of a + b (TwoSum, Knuth): a + b = s + err exactly.
+#[inline]
+fn two_sum_err(a: f64, b: f64, s: f64) -> f64 {
+    let bb = s - a;
+    (a - (s - bb)) + (b - bb)
+}
+
+// Directed operations: the round-to-nearest result when it is exact (or already on the right
+// side), else one step outward. Exactness comes from TwoSum / FMA residuals; overflow and
+// tiny results fall back to always stepping outward.
+
 #[inline]
 pub fn add_down(a: f64, b: f64) -> f64 {
-    down(a + b)
+    let s = a + b;
+    if !s.is_finite() {
+        return down(s);
+    }
+    if two_sum_err(a, b, s) < 0.0 {
+        down(s)
+    } else {
+        s
+    }
 }
 #[inline]
 pub fn add_up(a: f64, b: f64) -> f64 {
-    up(a + b)
+    let s = a + b;
+    if !s.is_finite() {
+        return up(s);
+    }
+    if two_sum_err(a, b, s) > 0.0 {
+        up(s)
+    } else {
+        s
+    }
 }
 #[inline]
 pub fn sub_down(a: f64, b: f64) -> f64 {
-    down(a - b)
+    add_down(a, -b)
 }
 #[inline]
 pub fn sub_up(a: f64, b: f64) -> f64 {
-    up(a - b)
+    add_up(a, -b)
 }
+
+/// Products whose FMA residual is exact (no overflow, no underflow).
+#[inline]
+fn mul_residual(a: f64, b: f64, p: f64) -> Option<f64> {
+    (p.is_finite() && p.abs() >= 1e-290).then(|| a.mul_add(b, -p))
+}
+
 #[inline]
 pub fn mul_down(a: f64, b: f64) -> f64 {
-    let p = a * b;
     // 0 * inf is NaN; treat the empty product of a zero coefficient as exactly zero.
     if a == 0.0 || b == 0.0 {
-        0.0
-    } else {
-        down(p)
+        return 0.0;
+    }
+    let p = a * b;
+    match mul_residual(a, b, p) {
+        Some(e) if e >= 0.0 => p,
+        _ => down(p),
     }
 }
 #[inline]
 pub fn mul_up(a: f64, b: f64) -> f64 {
     if a == 0.0 || b == 0.0 {
-        0.0
-    } else {
-        up(a * b)
+        return 0.0;
+    }
+    let p = a * b;
+    match mul_residual(a, b, p) {
+        Some(e) if e <= 0.0 => p,
+        _ => up(p),
     }
 }
 #[inline]
@@ -130,6 +169,13 @@ mod tests {
         }
         assert!(lo <= s && s <= hi, "{lo} {s} {hi}");
         assert!(hi - lo < 1e-10);
+        // Exact operations stay exact; inexact ones step outward.
+        assert_eq!((add_down(1.0, 2.0), add_up(1.0, 2.0)), (3.0, 3.0));
+        assert_eq!((mul_down(3.0, 0.5), mul_up(3.0, 0.5)), (1.5, 1.5));
+        let (lo, hi) = (mul_down(0.1, 3.0), mul_up(0.1, 3.0));
+        assert!(lo < hi && hi - lo <= 2.0 * f64::EPSILON);
+        assert_eq!(add_down(f64::MAX, f64::MAX), f64::MAX);
+        assert_eq!(add_up(1e308, 1e308), f64::INFINITY);
         assert!(gamma(10) > 10.0 * UNIT_ROUNDOFF);
     }
 }

@@ -364,3 +364,68 @@ pub(crate) fn gather_affine(in_shapes: &[&[usize]], map: &[Option<(usize, usize)
     let parts = rows.into_iter().zip(in_shapes).map(|(r, s)| Sparse::from_rows(s.iter().product(), r)).collect();
     AffineMap::exact(parts, offset)
 }
+
+#[cfg(test)]
+mod relaxation_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The lines and the range enclose f on [l, u]: checked at the ends, the kinks, and many
+    /// points in between.
+    fn encloses<E: Elementwise>(op: &E, l: f64, u: f64) -> std::result::Result<(), String> {
+        let ln = op.lines(l, u);
+        let (rlo, rhi) = op.range(l, u);
+        let mut pts: Vec<f64> = (0..=400).map(|i| (l + (u - l) * i as f64 / 400.0).clamp(l, u)).collect();
+        pts.extend([l, u, 0.0, -0.3, 0.2, 6.0, -1.0, 1.0].iter().copied().filter(|&p| p >= l && p <= u));
+        for x in pts {
+            let y = op.eval(x);
+            let (lo, hi) = (ln.a_lo * x + ln.b_lo, ln.a_hi * x + ln.b_hi);
+            // The line values themselves are evaluated in floating point here: allow their
+            // rounding, which is far below the margins the relaxations keep.
+            let tol = 1e-15 * (1.0 + x.abs() * ln.a_lo.abs().max(ln.a_hi.abs()) + ln.b_lo.abs().max(ln.b_hi.abs()));
+            if lo > y + tol || hi < y - tol {
+                return Err(format!(
+                    "{}: at x = {x} on [{l}, {u}]: f = {y}, lines give [{lo}, {hi}] ({ln:?})",
+                    E::NAME
+                ));
+            }
+            if y < rlo || y > rhi {
+                return Err(format!("{}: f({x}) = {y} outside the range [{rlo}, {rhi}]", E::NAME));
+            }
+        }
+        Ok(())
+    }
+
+    fn interval() -> impl Strategy<Value = (f64, f64)> {
+        prop_oneof![
+            (-10.0f64..10.0, 0.0f64..10.0).prop_map(|(l, w)| (l, l + w)),
+            (-1.0f64..1.0, 0.0f64..1e-6).prop_map(|(l, w)| (l, l + w)),
+            (-50.0f64..50.0, 0.0f64..100.0).prop_map(|(l, w)| (l, l + w)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+        #[test]
+        fn activation_relaxations_enclose((l, u) in interval(), alpha in 0.0f64..3.0, lo in -3.0f64..0.5, w in 0.0f64..4.0) {
+            prop_assert_eq!(encloses(&Relu, l, u), Ok(()));
+            prop_assert_eq!(encloses(&LeakyRelu { alpha }, l, u), Ok(()));
+            prop_assert_eq!(encloses(&Clip { min: Some(lo), max: Some(lo + w) }, l, u), Ok(()));
+            prop_assert_eq!(encloses(&Clip { min: None, max: Some(lo + w) }, l, u), Ok(()));
+            prop_assert_eq!(encloses(&Clip { min: Some(lo), max: None }, l, u), Ok(()));
+            prop_assert_eq!(encloses(&Sigmoid, l, u), Ok(()));
+            prop_assert_eq!(encloses(&Tanh, l, u), Ok(()));
+        }
+    }
+
+    #[test]
+    fn relu_lines_are_crowns() {
+        let ln = Relu.lines(-1.0, 3.0);
+        assert_eq!(ln.a_lo, 1.0);
+        assert!((ln.a_hi - 0.75).abs() < 1e-15 && (ln.b_hi - 0.75).abs() < 1e-15);
+        // Stable: the identity, up to the outward rounding of the offsets.
+        let ln = Relu.lines(1.0, 2.0);
+        assert_eq!((ln.a_lo, ln.a_hi), (1.0, 1.0));
+        assert!(ln.b_lo <= 0.0 && ln.b_lo > -1e-300 && ln.b_hi >= 0.0 && ln.b_hi < 1e-300);
+    }
+}

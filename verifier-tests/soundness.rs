@@ -1,0 +1,365 @@
+//! Soundness of bound propagation on random small networks covering every operator with a
+//! relaxation: each claimed bound is checked against points of the perturbation set (uniform,
+//! on the boundary, at corners for L-inf) and against a search that pushes each output towards
+//! its bound. Any violation fails.
+
+use proptest::prelude::*;
+use robustcert::bounds::{bound_spec, Method};
+use robustcert::ir::{Graph, Node, NodeId, Param, Tensor, ValueInfo};
+use robustcert::ops::{self, Op, Operator};
+use robustcert::spec::{Norm, Region};
+
+/// A tiny deterministic generator for weights (proptest drives the seeds).
+struct Gen(u64);
+impl Gen {
+    fn next(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        ((self.0 >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+    }
+    fn vec(&mut self, n: usize, scale: f64) -> Vec<f64> {
+        (0..n).map(|_| self.next() * scale).collect()
+    }
+    fn param(&mut self, shape: Vec<usize>, scale: f64) -> Param {
+        let n = shape.iter().product();
+        Param::new(Tensor::new(shape, self.vec(n, scale)).unwrap(), "w").unwrap()
+    }
+    fn pick(&mut self, n: usize) -> usize {
+        ((self.next() + 1.0) / 2.0 * n as f64).min(n as f64 - 1.0) as usize
+    }
+}
+
+struct Builder {
+    nodes: Vec<Node>,
+}
+impl Builder {
+    fn input(shape: Vec<usize>) -> (Builder, NodeId) {
+        let b = Builder {
+            nodes: vec![Node { name: "x".into(), op: ops::Input { index: 0 }.into(), inputs: vec![], shape }],
+        };
+        (b, NodeId(0))
+    }
+    fn add(&mut self, op: impl Into<Op>, inputs: &[NodeId]) -> NodeId {
+        let op = op.into();
+        let shapes: Vec<&[usize]> = inputs.iter().map(|i| self.nodes[i.0].shape.as_slice()).collect();
+        let shape = op.output_shape(&shapes).unwrap_or_else(|e| panic!("{}: {e}", op.name()));
+        self.nodes.push(Node { name: format!("n{}", self.nodes.len()), op, inputs: inputs.to_vec(), shape });
+        NodeId(self.nodes.len() - 1)
+    }
+    fn shape(&self, id: NodeId) -> Vec<usize> {
+        self.nodes[id.0].shape.clone()
+    }
+    fn finish(self, out: NodeId) -> Graph {
+        let shape = self.nodes[0].shape.clone();
+        Graph::new(
+            self.nodes,
+            vec![NodeId(0)],
+            vec![ValueInfo { name: "x".into(), shape, dynamic_batch: false }],
+            vec![out],
+            vec!["y".into()],
+        )
+        .unwrap()
+    }
+}
+
+fn activation(g: &mut Gen) -> Op {
+    match g.pick(5) {
+        0 => ops::Relu.into(),
+        1 => ops::LeakyRelu { alpha: 0.1 + 0.3 * g.next().abs() }.into(),
+        2 => ops::Clip { min: Some(-0.3 - g.next().abs()), max: Some(0.2 + g.next().abs()) }.into(),
+        3 => ops::Sigmoid.into(),
+        _ => ops::Tanh.into(),
+    }
+}
+
+/// A dense network: Gemm, MatMul, constant Add/Sub/Mul/Div, a residual Add and activations.
+fn dense_net(seed: u64, d: usize) -> Graph {
+    let mut g = Gen(seed | 1);
+    let (mut b, x) = Builder::input(vec![1, d]);
+    let c = b.add(ops::Sub { constant: Some(g.param(vec![d], 0.5)), constant_first: g.next() > 0.0 }, &[x]);
+    let c =
+        b.add(ops::Div { constant: Some(g.param(vec![1], 0.5).clone_with_offset(1.5)), constant_first: false }, &[c]);
+    let h = 3 + g.pick(5);
+    let l1 = b.add(
+        ops::Gemm {
+            b: g.param(vec![h, d], 1.0),
+            c: Some(g.param(vec![h], 0.5)),
+            alpha: 1.0,
+            beta: 1.0,
+            trans_a: false,
+            trans_b: true,
+        },
+        &[c],
+    );
+    let a1 = b.add(activation(&mut g), &[l1]);
+    let l2 = b.add(ops::MatMul { b: g.param(vec![h, h], 0.8), constant_first: false }, &[a1]);
+    let l2 = b.add(ops::Add { constant: Some(g.param(vec![h], 0.3)), constant_first: true }, &[l2]);
+    let a2 = b.add(activation(&mut g), &[l2]);
+    let r = b.add(ops::Add { constant: None, constant_first: false }, &[a2, a1]);
+    let r = b.add(ops::Mul { constant: Some(g.param(vec![h], 1.0)), constant_first: false }, &[r]);
+    let a3 = b.add(activation(&mut g), &[r]);
+    let k = 2 + g.pick(3);
+    let out = b.add(
+        ops::Gemm { b: g.param(vec![h, k], 1.0), c: None, alpha: 0.7, beta: 1.0, trans_a: false, trans_b: false },
+        &[a3],
+    );
+    b.finish(out)
+}
+
+/// A convolutional network: Conv, BatchNorm, Pad, pools, Concat, Transpose, Reshape, ReduceMean.
+fn conv_net(seed: u64, c: usize, hw: usize) -> Graph {
+    let mut g = Gen(seed | 1);
+    let (mut b, x) = Builder::input(vec![1, c, hw, hw]);
+    let m = 2 + g.pick(2);
+    let conv = b.add(
+        ops::Conv {
+            weight: g.param(vec![m, c, 3, 3], 0.6),
+            bias: Some(g.param(vec![m], 0.3)),
+            strides: vec![1, 1],
+            pads: vec![1, 1, 1, 1],
+            dilations: vec![1, 1],
+            group: 1,
+        },
+        &[x],
+    );
+    let var: Vec<f64> = g.vec(m, 1.0).iter().map(|v| v.abs() + 0.2).collect();
+    let bn = b.add(
+        ops::BatchNorm {
+            scale: g.param(vec![m], 1.0),
+            bias: g.param(vec![m], 0.3),
+            mean: g.param(vec![m], 0.3),
+            var: Param::new(Tensor::new(vec![m], var).unwrap(), "var").unwrap(),
+            epsilon: 1e-5,
+        },
+        &[conv],
+    );
+    let a = b.add(activation(&mut g), &[bn]);
+    // depthwise conv on the activation, then a residual add
+    let dw = b.add(
+        ops::Conv {
+            weight: g.param(vec![m, 1, 3, 3], 0.6),
+            bias: None,
+            strides: vec![1, 1],
+            pads: vec![1, 1, 1, 1],
+            dilations: vec![1, 1],
+            group: m,
+        },
+        &[a],
+    );
+    let r = b.add(ops::Sub { constant: None, constant_first: false }, &[dw, a]);
+    let r = b.add(activation(&mut g), &[r]);
+    let p = b.add(ops::Pad { pads: vec![0, 0, 1, 0, 0, 0, 0, 1], value: 0.25 }, &[r]);
+    let pooled = if g.next() > 0.0 {
+        b.add(
+            ops::MaxPool {
+                kernel: vec![2, 2],
+                strides: vec![2, 2],
+                pads: vec![0, 0, 0, 0],
+                dilations: vec![1, 1],
+                ceil_mode: false,
+            },
+            &[p],
+        )
+    } else {
+        b.add(
+            ops::AveragePool {
+                kernel: vec![2, 2],
+                strides: vec![1, 1],
+                pads: vec![1, 1, 0, 0],
+                ceil_mode: false,
+                count_include_pad: g.next() > 0.0,
+            },
+            &[p],
+        )
+    };
+    let t = b.add(ops::Transpose { perm: vec![0, 1, 3, 2] }, &[pooled]);
+    let gap = b.add(ops::GlobalAveragePool, &[t]);
+    let rm = b.add(ops::ReduceMean { axes: vec![2], keepdims: true }, &[t]);
+    let s = b.shape(rm);
+    let flat_rm = b.add(ops::Reshape { shape: vec![1, s.iter().product()], keep_batch: true }, &[rm]);
+    let flat_gap = b.add(ops::Reshape { shape: vec![1, m], keep_batch: true }, &[gap]);
+    let cat = b.add(ops::Concat { axis: 1 }, &[flat_gap, flat_rm]);
+    let width = b.shape(cat)[1];
+    let out = b.add(
+        ops::Gemm {
+            b: g.param(vec![width, 3], 1.0),
+            c: Some(g.param(vec![3], 0.2)),
+            alpha: 1.0,
+            beta: 1.0,
+            trans_a: false,
+            trans_b: false,
+        },
+        &[cat],
+    );
+    b.finish(out)
+}
+
+trait Offset {
+    fn clone_with_offset(&self, add: f64) -> Param;
+}
+impl Offset for Param {
+    fn clone_with_offset(&self, add: f64) -> Param {
+        let v: Vec<f64> = self.f64.data().iter().map(|x| x.abs() + add).collect();
+        Param::new(Tensor::new(self.shape().to_vec(), v).unwrap(), "c").unwrap()
+    }
+}
+
+fn eval(graph: &Graph, x: &[f64]) -> Vec<f64> {
+    let shape = graph.input_info[0].shape.clone();
+    let t = Tensor::new(shape, x.to_vec()).unwrap();
+    graph.forward(&[&t]).unwrap().swap_remove(0).into_data()
+}
+
+/// Points of the region: uniform-ish samples, boundary points and (L-inf) corners.
+fn sample_points(region: &Region, g: &mut Gen, n: usize) -> Vec<Vec<f64>> {
+    let d = region.len();
+    let mut pts = vec![region.center.clone()];
+    let project = |mut p: Vec<f64>| {
+        for i in 0..d {
+            p[i] = p[i].clamp(region.lo[i], region.hi[i]);
+        }
+        p
+    };
+    for k in 0..n {
+        let dir = g.vec(d, 1.0);
+        let on_boundary = k % 2 == 0;
+        let scale = if on_boundary { 1.0 } else { (g.next() + 1.0) / 2.0 };
+        let p: Vec<f64> = match region.norm {
+            Norm::Inf => {
+                if k % 3 == 0 {
+                    // a corner
+                    dir.iter().zip(&region.center).map(|(s, c)| c + region.eps * s.signum()).collect()
+                } else {
+                    dir.iter()
+                        .zip(&region.center)
+                        .map(|(s, c)| c + region.eps * s * if on_boundary { 1.0 / s.abs().max(1e-9) } else { 1.0 })
+                        .collect()
+                }
+            }
+            Norm::L2 => {
+                let n2 = dir.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12);
+                dir.iter().zip(&region.center).map(|(s, c)| c + region.eps * scale * s / n2).collect()
+            }
+            Norm::L1 => {
+                // a vertex of the L1 ball, or a scaled random direction
+                if k % 3 == 0 {
+                    let i = g.pick(d);
+                    let mut p = region.center.clone();
+                    p[i] += region.eps * g.next().signum();
+                    p
+                } else {
+                    let n1 = dir.iter().map(|v| v.abs()).sum::<f64>().max(1e-12);
+                    dir.iter().zip(&region.center).map(|(s, c)| c + region.eps * scale * s / n1).collect()
+                }
+            }
+        };
+        pts.push(project(p));
+    }
+    pts
+}
+
+/// Pushes output j up (sign +1) or down (-1) by random local search from the best sample,
+/// staying inside the region.
+fn search(graph: &Graph, region: &Region, start: &[f64], j: usize, sign: f64, g: &mut Gen, steps: usize) -> f64 {
+    let mut x = start.to_vec();
+    let mut best = sign * eval(graph, &x)[j];
+    let mut step = region.eps.max(1e-6) * 0.5;
+    for _ in 0..steps {
+        let dir = g.vec(x.len(), step);
+        let mut cand: Vec<f64> = x.iter().zip(&dir).map(|(a, b)| a + b).collect();
+        // back into the region: clamp to the box, then shrink towards the centre
+        for i in 0..cand.len() {
+            cand[i] = cand[i].clamp(region.lo[i], region.hi[i]);
+        }
+        let mut t = 1.0;
+        while !region.contains(&cand, 0.0) && t > 1e-6 {
+            t *= 0.7;
+            cand = region.center.iter().zip(&cand).map(|(c, v)| c + (v - c) * 0.7).collect();
+        }
+        if !region.contains(&cand, 0.0) {
+            continue;
+        }
+        let v = sign * eval(graph, &cand)[j];
+        if v > best {
+            best = v;
+            x = cand;
+        } else {
+            step *= 0.97;
+        }
+    }
+    sign * best
+}
+
+fn check(graph: &Graph, region: &Region, seed: u64) -> Result<(), String> {
+    let out = graph.outputs[0];
+    let w: usize = graph.node(out).shape.iter().product();
+    let mut spec = vec![0.0; w * w];
+    for i in 0..w {
+        spec[i * w + i] = 1.0;
+    }
+    let mut g = Gen(seed ^ 0x5eed);
+    let pts = sample_points(region, &mut g, 200);
+    for method in [Method::Ibp, Method::Crown] {
+        let b = bound_spec(graph, region, method, out, &spec, w).map_err(|e| e.to_string())?;
+        for p in &pts {
+            if !region.contains(p, 1e-12) {
+                continue;
+            }
+            let y = eval(graph, p);
+            for j in 0..w {
+                let tol = 1e-9 * (1.0 + y[j].abs());
+                if y[j] < b.lower[j] - tol || y[j] > b.upper[j] + tol {
+                    return Err(format!(
+                        "{method:?}: output {j} = {} outside [{}, {}] at {p:?}",
+                        y[j], b.lower[j], b.upper[j]
+                    ));
+                }
+            }
+        }
+        for j in 0..w {
+            // start the search from the sample closest to each bound
+            let lo_start = pts.iter().min_by(|a, c| eval(graph, a)[j].total_cmp(&eval(graph, c)[j])).unwrap();
+            let hi_start = pts.iter().max_by(|a, c| eval(graph, a)[j].total_cmp(&eval(graph, c)[j])).unwrap();
+            let lo = search(graph, region, lo_start, j, -1.0, &mut g, 150);
+            let hi = search(graph, region, hi_start, j, 1.0, &mut g, 150);
+            let tol = 1e-9 * (1.0 + lo.abs().max(hi.abs()));
+            if lo < b.lower[j] - tol || hi > b.upper[j] + tol {
+                return Err(format!(
+                    "{method:?}: search reached [{lo}, {hi}] beyond the bounds [{}, {}] of output {j}",
+                    b.lower[j], b.upper[j]
+                ));
+            }
+            if b.lower[j] > b.upper[j] {
+                return Err(format!("{method:?}: empty bounds for output {j}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn norm_strategy() -> impl Strategy<Value = Norm> {
+    prop_oneof![Just(Norm::Inf), Just(Norm::L2), Just(Norm::L1)]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn dense_networks_bounds_are_sound(seed in any::<u64>(), d in 2usize..6, norm in norm_strategy(), eps in 0.01f64..1.5, clip in any::<bool>()) {
+        let graph = dense_net(seed, d);
+        let mut g = Gen(seed.rotate_left(7) | 1);
+        let center: Vec<f64> = g.vec(d, 1.0).iter().map(|v| v * 0.5).collect();
+        let region = Region::ball(center, norm, eps, clip.then_some((-0.6, 0.6))).unwrap();
+        prop_assert_eq!(check(&graph, &region, seed), Ok(()));
+    }
+
+    #[test]
+    fn conv_networks_bounds_are_sound(seed in any::<u64>(), c in 1usize..3, hw in 3usize..6, norm in norm_strategy(), eps in 0.01f64..1.0, clip in any::<bool>()) {
+        let graph = conv_net(seed, c, hw);
+        let mut g = Gen(seed.rotate_left(11) | 1);
+        let center: Vec<f64> = g.vec(c * hw * hw, 1.0).iter().map(|v| (v + 1.0) / 2.0).collect();
+        let region = Region::ball(center, norm, eps, clip.then_some((0.0, 1.0))).unwrap();
+        prop_assert_eq!(check(&graph, &region, seed), Ok(()));
+    }
+}
