@@ -5,6 +5,7 @@
 
 mod bounds;
 mod certificates;
+mod certify;
 mod cli;
 mod common;
 mod fixtures;
