@@ -8,7 +8,9 @@
 use super::{print_json, Outcome};
 use crate::bounds::Method as BoundMethod;
 use crate::cert::certify::{certify_all, samples, Engine, RADIUS_REL_TOL, SMOOTHING_RNG};
-use crate::cert::{self, CertificateBuilder, Criterion, DatasetSubject, ModelSubject, RunInfo, SigningKey, ThreatModel};
+use crate::cert::{
+    self, CertificateBuilder, Criterion, DatasetSubject, ModelSubject, RunInfo, SigningKey, ThreatModel,
+};
 use crate::spec::Norm;
 use crate::{onnx, smoothing};
 use anyhow::{bail, Context};
@@ -128,14 +130,7 @@ fn engine(a: &Args) -> anyhow::Result<Engine> {
             }
             let eps = a.eps.context("--method ibp/crown needs --eps E (the radius to prove)")?;
             let max_radius = a.radii.iter().copied().fold(eps, f64::max);
-            Engine::Bounds {
-                method,
-                norm: a.norm.unwrap_or(Norm::Inf),
-                eps,
-                max_radius,
-                rel_tol: RADIUS_REL_TOL,
-                clip,
-            }
+            Engine::Bounds { method, norm: a.norm.unwrap_or(Norm::Inf), eps, max_radius, rel_tol: RADIUS_REL_TOL, clip }
         }
         None => {
             if a.norm.is_some_and(|n| n != Norm::L2) {
@@ -168,13 +163,10 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
              `robustcert keygen --out DIR`; keep the private key out of the repository)"
         );
     };
-    let key = SigningKey::read(key_path).with_context(|| format!("cannot load the signing key {}", key_path.display()))?;
-    let criteria = a
-        .criteria
-        .iter()
-        .map(|c| Criterion::parse(c))
-        .collect::<crate::Result<Vec<_>>>()
-        .context("bad --criteria")?;
+    let key =
+        SigningKey::read(key_path).with_context(|| format!("cannot load the signing key {}", key_path.display()))?;
+    let criteria =
+        a.criteria.iter().map(|c| Criterion::parse(c)).collect::<crate::Result<Vec<_>>>().context("bad --criteria")?;
     let model_bytes = std::fs::read(&a.model).with_context(|| format!("cannot read {}", a.model.display()))?;
     let model_name = a.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut subject = ModelSubject::from_bytes(&model_name, &model_bytes)
@@ -214,13 +206,18 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
     let indices: Vec<usize> = (0..count).collect();
     let started = SystemTime::now();
     let (results, threads) = pool.install(|| {
-        (
-            certify_all(&m.graph, &engine, &rows, data.labels(), &indices, a.record_times),
-            rayon::current_num_threads(),
-        )
+        (certify_all(&m.graph, &engine, &rows, data.labels(), &indices, a.record_times), rayon::current_num_threads())
     });
     let results = results?;
     let finished = SystemTime::now();
+    if results.iter().all(|r| r.outcome == crate::cert::Outcome::Error) {
+        // A configuration error (e.g. inputs off the 1/255 grid for --noise sound): sign nothing.
+        bail!(
+            "the engine failed on every input; first failure (input {}): {}",
+            results[0].index,
+            results[0].detail.as_deref().unwrap_or("no detail")
+        );
+    }
 
     let threat = ThreatModel::evasion(engine.norm_name(), radii, clip);
     let run = RunInfo {
@@ -235,7 +232,8 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
         .criteria(criteria)
         .run_info(run);
     if let Some(s) = &a.signer {
-        builder = builder.attestation(s, "authorship: these results were computed by the verifier named in this certificate");
+        builder =
+            builder.attestation(s, "authorship: these results were computed by the verifier named in this certificate");
     }
     let statement = builder.build().context("cannot build the certificate")?;
     let envelope = cert::sign(&statement, &key)?;
