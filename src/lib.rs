@@ -13,6 +13,7 @@
 //! # Ok::<(), robustcert::Error>(())
 //! ```
 
+pub mod attack;
 pub mod bounds;
 pub mod cert;
 pub mod cli;
@@ -24,5 +25,6 @@ pub mod onnx;
 pub mod ops;
 pub mod smoothing;
 pub mod spec;
+pub mod verify;
 
 pub use error::{Error, Result};

@@ -8,6 +8,7 @@ mod inspect;
 mod keygen;
 mod predict;
 mod smooth;
+mod verify;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -40,6 +41,9 @@ pub enum Command {
     /// Randomized smoothing (Cohen et al. 2019): certify an L2 radius for the smoothed classifier,
     /// predict with it, decide a target radius sequentially, or replay a recorded result.
     Smooth(smooth::Args),
+    /// Decide a VNN-LIB property (sat / unsat / timeout / unknown on the first line of stdout):
+    /// PGD falsification, CROWN, then branch and bound by input splitting. Exit 0 for any verdict.
+    Verify(verify::Args),
 }
 
 /// How a command ended, mapped to the process exit code.
@@ -71,6 +75,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Certify(a) => certify::run(a),
         Command::CheckCert(a) => check_cert::run(a),
         Command::Smooth(a) => smooth::run(a),
+        Command::Verify(a) => verify::run(a),
     }
 }
 

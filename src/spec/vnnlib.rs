@@ -150,7 +150,10 @@ impl Property {
         };
         let conj = |cs: &[Constraint]| -> String { cs.iter().map(constraint).collect::<Vec<_>>().join(" ") };
         let bounds = |c: &Case| -> String {
-            (0..c.lo.len()).map(|i| format!("(>= X_{i} {:?}) (<= X_{i} {:?})", c.lo[i], c.hi[i])).collect::<Vec<_>>().join(" ")
+            (0..c.lo.len())
+                .map(|i| format!("(>= X_{i} {:?}) (<= X_{i} {:?})", c.lo[i], c.hi[i]))
+                .collect::<Vec<_>>()
+                .join(" ")
         };
         if self.cases.is_empty() {
             s.push_str("(assert (or))\n");
@@ -278,7 +281,10 @@ pub fn parse(text: &str) -> Result<Property, ParseError> {
         for i in 0..n_in {
             if !(lo[i].is_finite() && hi[i].is_finite()) {
                 let which = if lo[i].is_finite() { "upper" } else { "lower" };
-                return err(at, format!("X_{i} has no finite {which} bound in some disjunct (inputs must lie in a box)"));
+                return err(
+                    at,
+                    format!("X_{i} has no finite {which} bound in some disjunct (inputs must lie in a box)"),
+                );
             }
         }
         if lo.iter().zip(&hi).any(|(l, h)| l > h) {
@@ -472,7 +478,12 @@ fn and_dnf(a: Dnf, b: Dnf, pos: Pos) -> Result<Dnf, ParseError> {
     Ok(out)
 }
 
-fn check_declared(v: Var, pos: Pos, inputs: &BTreeMap<usize, Pos>, outputs: &BTreeMap<usize, Pos>) -> Result<(), ParseError> {
+fn check_declared(
+    v: Var,
+    pos: Pos,
+    inputs: &BTreeMap<usize, Pos>,
+    outputs: &BTreeMap<usize, Pos>,
+) -> Result<(), ParseError> {
     let ok = match v {
         Var::X(i) => inputs.contains_key(&i),
         Var::Y(j) => outputs.contains_key(&j),
@@ -541,7 +552,12 @@ fn formula(
                 let (a, b) = (w[0].clone(), w[1].clone());
                 let le = |a: Linear, b: Linear, strict: bool| {
                     let e = a.add(b.scale(-1.0));
-                    Atom { expr: e.terms.into_iter().filter(|(_, c)| *c != 0.0).collect(), constant: e.constant, strict, pos }
+                    Atom {
+                        expr: e.terms.into_iter().filter(|(_, c)| *c != 0.0).collect(),
+                        constant: e.constant,
+                        strict,
+                        pos,
+                    }
                 };
                 match op {
                     "<=" => conj.push(le(a, b, false)),
@@ -576,7 +592,12 @@ fn number(s: &str) -> Option<f64> {
     s.parse::<f64>().ok().filter(|v| v.is_finite())
 }
 
-fn term(s: &Sexp, inputs: &BTreeMap<usize, Pos>, outputs: &BTreeMap<usize, Pos>, depth: usize) -> Result<Linear, ParseError> {
+fn term(
+    s: &Sexp,
+    inputs: &BTreeMap<usize, Pos>,
+    outputs: &BTreeMap<usize, Pos>,
+    depth: usize,
+) -> Result<Linear, ParseError> {
     if depth > MAX_DEPTH {
         return err(s.pos(), "term nested too deeply");
     }
@@ -655,7 +676,10 @@ mod tests {
         let c = &p.cases[0];
         assert_eq!((c.lo.clone(), c.hi.clone()), (vec![-0.5, 0.0], vec![0.5, 1.0]));
         assert_eq!(c.output.disjuncts.len(), 2);
-        assert_eq!(c.output.disjuncts[0], vec![Constraint { coeffs: vec![(0, 1.0), (1, -1.0)], rhs: 0.0, strict: false }]);
+        assert_eq!(
+            c.output.disjuncts[0],
+            vec![Constraint { coeffs: vec![(0, 1.0), (1, -1.0)], rhs: 0.0, strict: false }]
+        );
         assert_eq!(c.output.disjuncts[1][0], Constraint { coeffs: vec![(1, -1.0)], rhs: -0.2, strict: false });
         assert_eq!(c.output.disjuncts[1][1], Constraint { coeffs: vec![(0, 1.0), (1, 2.0)], rhs: 3.0, strict: false });
     }

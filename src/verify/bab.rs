@@ -1,0 +1,175 @@
+//! Branch and bound by input splitting (as in ReluVal / alpha-beta-CROWN's input split): the
+//! open subdomain with the worst bound is split in two along the input dimension with the
+//! largest width x |gradient| product at its centre, each half is bounded by CROWN, and halves
+//! on which every disjunct is provably unreachable are closed. Rounds of subdomains are bounded
+//! in parallel with rayon. Every subdomain's centre is also tried as a counterexample.
+
+use super::{CaseRows, Options};
+use crate::attack::gradient::value_and_grad;
+use crate::attack::pgd::to_f32_in_box;
+use crate::attack::check_point;
+use crate::error::Result;
+use crate::ir::Graph;
+use crate::spec::vnnlib::Case;
+use rayon::prelude::*;
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::time::Instant;
+
+/// Counters of a branch-and-bound run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BabStats {
+    /// Subdomains bounded (including whole boxes).
+    pub domains: usize,
+    /// Largest number of open subdomains at once.
+    pub max_open: usize,
+}
+
+/// How one case ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CaseResult {
+    Unsat,
+    /// A candidate counterexample (checked in f32/f64 against the case's goal).
+    Sat(Vec<f32>),
+    Timeout,
+    Unknown(String),
+}
+
+struct Domain {
+    lo: Vec<f64>,
+    hi: Vec<f64>,
+    open: Vec<usize>,
+    score: f64,
+    split: usize,
+}
+
+impl PartialEq for Domain {
+    fn eq(&self, o: &Self) -> bool {
+        self.score.total_cmp(&o.score) == Ordering::Equal
+    }
+}
+impl Eq for Domain {}
+impl PartialOrd for Domain {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Domain {
+    /// The max-heap pops the lowest (worst) score first.
+    fn cmp(&self, o: &Self) -> Ordering {
+        o.score.total_cmp(&self.score)
+    }
+}
+
+/// The dimension to split: largest width x (|gradient| + 1e-3 max|gradient|) of the worst open
+/// disjunct's most nearly closed row at the centre (falls back to the widest dimension).
+fn choose_split(graph: &Graph, rows: &CaseRows, lo: &[f64], hi: &[f64], open: &[usize]) -> usize {
+    let widest = || {
+        (0..lo.len()).max_by(|&a, &b| (hi[a] - lo[a]).total_cmp(&(hi[b] - lo[b]))).unwrap_or(0)
+    };
+    let g = &rows.goal;
+    let Some(row) = open.iter().flat_map(|&k| g.groups[k].iter().copied()).next() else {
+        return widest();
+    };
+    let center: Vec<f64> = lo.iter().zip(hi).map(|(l, h)| l + (h - l) / 2.0).collect();
+    let c = &g.c[row * g.width..(row + 1) * g.width];
+    match value_and_grad(graph, &center, super::output_node(graph), c, 1) {
+        Ok((_, grad)) => {
+            let m = grad.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            if !(m > 0.0 && m.is_finite()) {
+                return widest();
+            }
+            (0..lo.len())
+                .max_by(|&a, &b| {
+                    let sa = (hi[a] - lo[a]) * (grad[a].abs() + 1e-3 * m);
+                    let sb = (hi[b] - lo[b]) * (grad[b].abs() + 1e-3 * m);
+                    sa.total_cmp(&sb)
+                })
+                .unwrap_or(0)
+        }
+        Err(_) => widest(),
+    }
+}
+
+enum Child {
+    Closed,
+    Open(Domain),
+    Witness(Vec<f32>),
+    Tiny,
+}
+
+fn process(graph: &Graph, rows: &CaseRows, lo: Vec<f64>, hi: Vec<f64>, open: &[usize]) -> Result<Child> {
+    let out = super::output_node(graph);
+    let center: Vec<f64> = lo.iter().zip(&hi).map(|(l, h)| l + (h - l) / 2.0).collect();
+    let x = to_f32_in_box(&center, &lo, &hi);
+    if check_point(graph, out, &rows.goal, &x)?.is_some() {
+        return Ok(Child::Witness(x));
+    }
+    let (still, score, _whole) = rows.bound(graph, &lo, &hi, open)?;
+    if still.is_empty() {
+        return Ok(Child::Closed);
+    }
+    if lo.iter().zip(&hi).all(|(l, h)| h - l <= 1e-9 * (1.0 + l.abs().max(h.abs()))) {
+        return Ok(Child::Tiny);
+    }
+    let split = choose_split(graph, rows, &lo, &hi, &still);
+    Ok(Child::Open(Domain { lo, hi, open: still, score, split }))
+}
+
+/// Branch and bound over one case's box, starting with the disjuncts `open` that CROWN did not
+/// close on the whole box.
+pub fn input_split(
+    graph: &Graph,
+    rows: &CaseRows,
+    case: &Case,
+    open: Vec<usize>,
+    opts: &Options,
+    stats: &mut BabStats,
+) -> Result<CaseResult> {
+    let mut heap = BinaryHeap::new();
+    let split = choose_split(graph, rows, &case.lo, &case.hi, &open);
+    heap.push(Domain { lo: case.lo.clone(), hi: case.hi.clone(), open, score: f64::NEG_INFINITY, split });
+    let mut tiny = false;
+    while !heap.is_empty() {
+        if Instant::now() >= opts.deadline {
+            return Ok(CaseResult::Timeout);
+        }
+        if heap.len() > opts.max_domains {
+            return Ok(CaseResult::Unknown(format!("more than {} open subdomains", opts.max_domains)));
+        }
+        let mut batch = Vec::with_capacity(opts.batch);
+        while batch.len() < opts.batch.max(1) {
+            match heap.pop() {
+                Some(d) => batch.push(d),
+                None => break,
+            }
+        }
+        let jobs: Vec<(Vec<f64>, Vec<f64>, Vec<usize>)> = batch
+            .into_iter()
+            .flat_map(|d| {
+                let i = d.split;
+                let mid = d.lo[i] + (d.hi[i] - d.lo[i]) / 2.0;
+                let (mut hi1, mut lo2) = (d.hi.clone(), d.lo.clone());
+                hi1[i] = mid;
+                lo2[i] = mid;
+                [(d.lo, hi1, d.open.clone()), (lo2, d.hi, d.open)]
+            })
+            .collect();
+        stats.domains += jobs.len();
+        let results: Vec<Result<Child>> =
+            jobs.into_par_iter().map(|(lo, hi, open)| process(graph, rows, lo, hi, &open)).collect();
+        for r in results {
+            match r? {
+                Child::Closed => {}
+                Child::Open(d) => heap.push(d),
+                Child::Witness(x) => return Ok(CaseResult::Sat(x)),
+                Child::Tiny => tiny = true,
+            }
+        }
+        stats.max_open = stats.max_open.max(heap.len());
+    }
+    if tiny {
+        return Ok(CaseResult::Unknown("a subdomain shrank to floating-point width without being closed".into()));
+    }
+    Ok(CaseResult::Unsat)
+}

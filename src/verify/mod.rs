@@ -1,0 +1,320 @@
+//! Complete verification of VNN-LIB properties ([`crate::spec::vnnlib`]): falsification by PGD,
+//! then CROWN on each whole input box, then branch and bound by input splitting (for
+//! low-dimensional inputs such as ACAS Xu's five) until every subdomain is closed or the time
+//! runs out.
+//!
+//! Answers follow VNN-COMP: `sat` (a counterexample exists: we hold one, checked with our own
+//! f32 *and* f64 forward passes, inside the box, satisfying the violation constraint), `unsat`
+//! (no counterexample: every disjunct is proved unreachable on every subdomain by sound bounds,
+//! computed in f64 with outward rounding, so the guarantee covers the real-valued network),
+//! `timeout` (the time ran out first) or `unknown` (we gave up earlier: bounds cannot pass an
+//! operator, the input is too high-dimensional to split and CROWN alone does not prove it, or a
+//! subdomain shrank to floating-point width). Never a guess.
+
+mod bab;
+
+use crate::attack::{check_point, pgd, Goal, PgdOptions};
+use crate::bounds::{bound_spec, Method};
+use crate::error::{Error, Result};
+use crate::ir::{Graph, NodeId};
+use crate::spec::vnnlib::{Case, Property};
+use crate::spec::Region;
+use std::time::{Duration, Instant};
+
+pub use bab::{BabStats, CaseResult};
+
+/// The answer to a VNN-LIB query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// A counterexample exists (and is attached).
+    Sat,
+    /// No counterexample exists (proved).
+    Unsat,
+    /// The time limit passed before an answer.
+    Timeout,
+    /// Neither proved nor refuted (see the detail).
+    Unknown,
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Verdict::Sat => "sat",
+            Verdict::Unsat => "unsat",
+            Verdict::Timeout => "timeout",
+            Verdict::Unknown => "unknown",
+        })
+    }
+}
+
+/// A checked counterexample: the input and the network's f32 output there.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Counterexample {
+    pub x: Vec<f32>,
+    pub y: Vec<f32>,
+}
+
+impl Counterexample {
+    /// The VNN-COMP witness format `((X_0 v) ... (Y_0 v) ...)`, one pair a line; values are
+    /// printed as the shortest decimals that read back as the same f32.
+    pub fn to_vnncomp(&self) -> String {
+        let mut lines: Vec<String> = Vec::with_capacity(self.x.len() + self.y.len());
+        for (i, v) in self.x.iter().enumerate() {
+            lines.push(format!("(X_{i} {v:?})"));
+        }
+        for (j, v) in self.y.iter().enumerate() {
+            lines.push(format!("(Y_{j} {v:?})"));
+        }
+        format!("({})\n", lines.join("\n "))
+    }
+}
+
+/// The result of [`verify`].
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub verdict: Verdict,
+    pub counterexample: Option<Counterexample>,
+    /// How the answer was reached (one line, for humans).
+    pub detail: String,
+    pub stats: BabStats,
+}
+
+/// Verification settings.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// When to stop and answer `timeout`.
+    pub deadline: Instant,
+    pub seed: u64,
+    /// Inputs of at most this many elements are split (branch and bound on the input box).
+    pub max_split_inputs: usize,
+    /// Subdomains bounded per parallel round.
+    pub batch: usize,
+    /// Most open subdomains kept (memory); beyond it the answer is `unknown`.
+    pub max_domains: usize,
+    /// Extra falsification time when nothing can be proved (high-dimensional inputs).
+    pub extra_attack: Duration,
+}
+
+impl Options {
+    /// Defaults with a time limit from now.
+    pub fn with_timeout(timeout: Duration) -> Options {
+        Options {
+            deadline: Instant::now() + timeout,
+            seed: 0,
+            max_split_inputs: 16,
+            batch: 64,
+            max_domains: 4_000_000,
+            extra_attack: Duration::from_secs(20),
+        }
+    }
+}
+
+/// The node VNN-LIB's Y refers to: the model's first output.
+pub fn output_node(graph: &Graph) -> NodeId {
+    graph.outputs[0]
+}
+
+/// Checks that the property's X and Y match the model's input and output sizes.
+pub fn check_sizes(graph: &Graph, prop: &Property) -> Result<()> {
+    if graph.inputs.len() != 1 {
+        return Err(Error::InvalidArgument(format!("the model has {} inputs; VNN-LIB needs one", graph.inputs.len())));
+    }
+    let n_in: usize = graph.input_info[0].shape.iter().product();
+    let n_out: usize = graph.node(output_node(graph)).shape.iter().product();
+    if prop.n_inputs != n_in {
+        return Err(Error::Shape(format!(
+            "the property declares {} inputs (X_0..), the model input {:?} has {n_in}",
+            prop.n_inputs, graph.input_info[0].shape
+        )));
+    }
+    if prop.n_outputs != n_out {
+        return Err(Error::Shape(format!("the property declares {} outputs (Y_0..), the model has {n_out}", prop.n_outputs)));
+    }
+    Ok(())
+}
+
+/// The final gate before any `sat`: x (f32) lies in some case's box and the network's output
+/// there, computed in f32 and in f64, satisfies that case's output specification. Returns the
+/// checked counterexample.
+pub fn confirm(graph: &Graph, prop: &Property, x: &[f32]) -> Result<Option<Counterexample>> {
+    let out = output_node(graph);
+    let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    for case in &prop.cases {
+        if !case.contains(&x64) {
+            continue;
+        }
+        let goal = Goal::from_spec(&case.output, prop.n_outputs);
+        if let Some(y) = check_point(graph, out, &goal, x)? {
+            let y64: Vec<f64> = y.iter().map(|&v| v as f64).collect();
+            if prop.violated_by(&x64, &y64) {
+                return Ok(Some(Counterexample { x: x.to_vec(), y }));
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn attack_case(graph: &Graph, case: &Case, n_out: usize, opts: &PgdOptions) -> Result<Option<Vec<f32>>> {
+    let region = Region::from_box(case.lo.clone(), case.hi.clone())?;
+    let goal = Goal::from_spec(&case.output, n_out);
+    Ok(pgd(graph, &region, output_node(graph), &goal, opts)?.map(|f| f.x))
+}
+
+/// Rows of the open disjuncts of a case, and which disjuncts CROWN closes on a box.
+pub(crate) struct CaseRows {
+    pub goal: Goal,
+}
+
+impl CaseRows {
+    /// Bounds the rows of the `open` groups over [lo, hi]; returns the groups still open with
+    /// the domain's score (the worst open group's best margin: max over its rows of
+    /// lower(c·y) - d, negative while open), and whether some group holds on the whole box.
+    pub fn bound(&self, graph: &Graph, lo: &[f64], hi: &[f64], open: &[usize]) -> Result<(Vec<usize>, f64, bool)> {
+        let g = &self.goal;
+        let rows: Vec<usize> = open.iter().flat_map(|&k| g.groups[k].iter().copied()).collect();
+        if rows.is_empty() {
+            // Only empty (always true) conjunctions remain: nothing to bound.
+            return Ok((open.to_vec(), f64::NEG_INFINITY, !open.is_empty()));
+        }
+        let mut c = Vec::with_capacity(rows.len() * g.width);
+        for &r in &rows {
+            c.extend_from_slice(&g.c[r * g.width..(r + 1) * g.width]);
+        }
+        let region = Region::from_box(lo.to_vec(), hi.to_vec())?;
+        let b = bound_spec(graph, &region, Method::Crown, output_node(graph), &c, rows.len())?;
+        let mut lower = vec![f64::NAN; g.rows()];
+        let mut upper = vec![f64::NAN; g.rows()];
+        for (k, &r) in rows.iter().enumerate() {
+            lower[r] = b.lower[k];
+            upper[r] = b.upper[k];
+        }
+        let mut still = Vec::new();
+        let mut score = f64::INFINITY;
+        let mut whole = false;
+        for &k in open {
+            let grp = &g.groups[k];
+            // Closed when one constraint provably fails everywhere: lower(c·y) > d (>= for <).
+            let closed = grp.iter().any(|&r| if g.strict[r] { lower[r] >= g.d[r] } else { lower[r] > g.d[r] });
+            if closed {
+                continue;
+            }
+            let margin = grp.iter().map(|&r| lower[r] - g.d[r]).fold(f64::NEG_INFINITY, f64::max);
+            score = score.min(margin);
+            if grp.iter().all(|&r| if g.strict[r] { upper[r] < g.d[r] } else { upper[r] <= g.d[r] }) {
+                whole = true;
+            }
+            still.push(k);
+        }
+        Ok((still, score, whole))
+    }
+}
+
+/// Decides a property on a model within `opts.deadline`.
+pub fn verify(graph: &Graph, prop: &Property, opts: &Options) -> Result<Outcome> {
+    check_sizes(graph, prop)?;
+    let mut stats = BabStats::default();
+    let done = |verdict, cex, detail: String, stats: BabStats| Ok(Outcome { verdict, counterexample: cex, detail, stats });
+    if prop.cases.is_empty() {
+        return done(Verdict::Unsat, None, "the input set is empty".into(), stats);
+    }
+    let start = Instant::now();
+    let total = opts.deadline.saturating_duration_since(start);
+    // 1. Falsification first: a short PGD on every case (a tenth of the time at most).
+    let quick = PgdOptions {
+        steps: 50,
+        restarts: 12,
+        seed: opts.seed,
+        step: 0.25,
+        deadline: Some(start + (total / 10).min(Duration::from_secs(10))),
+    };
+    let mut attack_error: Option<String> = None;
+    for case in &prop.cases {
+        match attack_case(graph, case, prop.n_outputs, &quick) {
+            Ok(Some(x)) => {
+                if let Some(cex) = confirm(graph, prop, &x)? {
+                    return done(Verdict::Sat, Some(cex), "counterexample found by PGD".into(), stats);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => attack_error = Some(e.to_string()),
+        }
+    }
+    // 2. CROWN on each whole box; 3. branch and bound on what stays open.
+    let n_in = prop.n_inputs;
+    let mut open_cases: Vec<(usize, Vec<usize>)> = Vec::new();
+    for (i, case) in prop.cases.iter().enumerate() {
+        if Instant::now() >= opts.deadline {
+            return done(Verdict::Timeout, None, "time ran out during CROWN".into(), stats);
+        }
+        let rows = CaseRows { goal: Goal::from_spec(&case.output, prop.n_outputs) };
+        let all: Vec<usize> = (0..rows.goal.groups.len()).collect();
+        match rows.bound(graph, &case.lo, &case.hi, &all) {
+            Ok((still, _, _)) => {
+                stats.domains += 1;
+                if !still.is_empty() {
+                    open_cases.push((i, still));
+                }
+            }
+            Err(e) => {
+                return done(Verdict::Unknown, None, format!("bound propagation failed: {e}"), stats);
+            }
+        }
+    }
+    if open_cases.is_empty() {
+        return done(Verdict::Unsat, None, "CROWN proves every case".into(), stats);
+    }
+    if n_in <= opts.max_split_inputs {
+        let mut any_timeout = false;
+        let mut unknown: Option<String> = None;
+        for (i, open) in open_cases {
+            let case = &prop.cases[i];
+            let rows = CaseRows { goal: Goal::from_spec(&case.output, prop.n_outputs) };
+            match bab::input_split(graph, &rows, case, open, opts, &mut stats)? {
+                CaseResult::Unsat => {}
+                CaseResult::Sat(x) => {
+                    if let Some(cex) = confirm(graph, prop, &x)? {
+                        return done(Verdict::Sat, Some(cex), "counterexample found by branch and bound".into(), stats);
+                    }
+                    unknown = Some("a candidate counterexample failed the final check".into());
+                }
+                CaseResult::Timeout => {
+                    any_timeout = true;
+                    break;
+                }
+                CaseResult::Unknown(why) => unknown = Some(why),
+            }
+        }
+        if any_timeout {
+            return done(Verdict::Timeout, None, "time ran out during branch and bound".into(), stats);
+        }
+        return match unknown {
+            Some(why) => done(Verdict::Unknown, None, why, stats),
+            None => done(Verdict::Unsat, None, format!("branch and bound closed {} subdomains", stats.domains), stats),
+        };
+    }
+    // High-dimensional input: no splitting; spend a bounded extra effort on falsification.
+    if attack_error.is_none() {
+        let until = opts.deadline.min(Instant::now() + opts.extra_attack);
+        let mut seed = opts.seed.wrapping_add(1);
+        while Instant::now() < until {
+            let o = PgdOptions { steps: 100, restarts: 20, seed, step: 0.25, deadline: Some(until) };
+            for &(i, _) in &open_cases {
+                if let Some(x) = attack_case(graph, &prop.cases[i], prop.n_outputs, &o)? {
+                    if let Some(cex) = confirm(graph, prop, &x)? {
+                        return done(Verdict::Sat, Some(cex), "counterexample found by PGD (extended)".into(), stats);
+                    }
+                }
+            }
+            seed = seed.wrapping_add(1);
+        }
+    }
+    if Instant::now() >= opts.deadline {
+        return done(Verdict::Timeout, None, "time ran out (CROWN does not prove the property)".into(), stats);
+    }
+    done(
+        Verdict::Unknown,
+        None,
+        format!("CROWN does not prove the property and {n_in} inputs are too many to split; no counterexample found"),
+        stats,
+    )
+}
