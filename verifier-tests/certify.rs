@@ -417,3 +417,69 @@ fn on_path(cmd: &str) -> bool {
     Command::new(cmd).arg("version").output().is_ok_and(|o| o.status.success())
         || Command::new(cmd).arg("--version").output().is_ok_and(|o| o.status.success())
 }
+
+#[test]
+fn counterexamples_are_checked_recorded_and_replayed() {
+    let st = setup();
+    let out = st.dir.join("cex").join("cex.intoto.jsonl");
+    // At eps 0.03 CROWN proves nothing on this model and PGD finds misclassified inputs.
+    let (code, _, err) = robustcert(&[
+        "certify",
+        s(&st.model),
+        "--data",
+        s(&st.x),
+        "--labels",
+        s(&st.y),
+        "--method",
+        "crown",
+        "--eps",
+        "0.03",
+        "--clip",
+        "-1",
+        "1",
+        "--key",
+        s(&st.key),
+        "--out",
+        s(&out),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let p = statement_of(&out, &st.pubkey).predicate;
+    assert_eq!(p.method.parameters["attack"]["name"], "pgd");
+    let cex: Vec<_> = p.results.per_input.iter().filter(|r| r.outcome == Outcome::Counterexample).collect();
+    assert!(!cex.is_empty(), "PGD should find a counterexample at eps 0.03");
+    for r in &cex {
+        assert_eq!(r.certified_radius, 0.0);
+        assert_eq!(r.counterexample_digest.as_ref().map(String::len), Some(64));
+    }
+    let mut args = full(st);
+    args.push("--recheck");
+    let (code, o, err) = check(st, &out, &args);
+    assert_eq!(code, 0, "{o} {err}");
+    // Without the attack the same inputs are inconclusive.
+    let out2 = st.dir.join("cex").join("noattack.intoto.jsonl");
+    let (code, _, err) = robustcert(&[
+        "certify",
+        s(&st.model),
+        "--data",
+        s(&st.x),
+        "--labels",
+        s(&st.y),
+        "--method",
+        "crown",
+        "--eps",
+        "0.03",
+        "--clip",
+        "-1",
+        "1",
+        "--attack",
+        "none",
+        "--key",
+        s(&st.key),
+        "--out",
+        s(&out2),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let p2 = statement_of(&out2, &st.pubkey).predicate;
+    assert!(p2.results.per_input.iter().all(|r| r.outcome == Outcome::Inconclusive));
+    assert!(p2.method.parameters["attack"].is_null());
+}

@@ -41,6 +41,8 @@ pub enum Engine {
         /// Relative tolerance of the bisection.
         rel_tol: f64,
         clip: Option<(f64, f64)>,
+        /// PGD on the inputs not proved at eps (None: no attack, no counterexamples).
+        attack: Option<Attack>,
     },
     /// Randomized smoothing CERTIFY (L2).
     Smoothing {
@@ -56,6 +58,23 @@ pub enum Engine {
         /// "proved" requires radius >= eps when given.
         eps: Option<f64>,
     },
+}
+
+/// The falsification run on inputs not proved at eps: PGD with restarts (Madry et al. 2018,
+/// [`crate::attack::pgd`]); a point counts only when it lies in the region and misclassifies
+/// in both the f32 and the f64 forward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attack {
+    pub steps: usize,
+    pub restarts: usize,
+    /// Input i uses seed `seed + i` (wrapping).
+    pub seed: u64,
+}
+
+impl Default for Attack {
+    fn default() -> Self {
+        Attack { steps: 50, restarts: 5, seed: 0 }
+    }
 }
 
 /// The threat-model norm name of a [`Norm`] (`linf`, `l2`, `l1`).
@@ -87,7 +106,10 @@ impl Engine {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidArgument(m));
         match self {
-            Engine::Bounds { eps, max_radius, rel_tol, clip, .. } => {
+            Engine::Bounds { eps, max_radius, rel_tol, clip, attack, .. } => {
+                if attack.is_some_and(|a| a.steps == 0 || a.restarts == 0) {
+                    return bad("attack steps and restarts must be at least 1".into());
+                }
                 if !(eps.is_finite() && *eps > 0.0) {
                     return bad(format!("eps must be positive and finite, got {eps}"));
                 }
@@ -143,9 +165,25 @@ impl Engine {
     /// assumptions. [`Engine::from_method`] reads it back.
     pub fn method(&self) -> Method {
         match self {
-            Engine::Bounds { method, norm, eps, max_radius, rel_tol, clip } => {
+            Engine::Bounds { method, norm, eps, max_radius, rel_tol, clip, attack } => {
                 let mut m = Method::exact(bound_method_name(*method), false);
                 let p = &mut m.parameters;
+                p.insert(
+                    "attack".into(),
+                    match attack {
+                        Some(a) => json!({
+                            "name": "pgd",
+                            "steps": a.steps,
+                            "restarts": a.restarts,
+                            "seed": a.seed.to_string(),
+                            "description": "projected gradient descent with restarts at radius eps on inputs not \
+                                            proved at eps; input i uses seed + i; a counterexample is recorded only \
+                                            when it lies in the region and fails strict top-1 in both the f32 and \
+                                            the f64 forward pass",
+                        }),
+                        None => Value::Null,
+                    },
+                );
                 p.insert("norm".into(), json!(norm_name(*norm)));
                 p.insert("eps".into(), json!(eps));
                 p.insert("maxRadius".into(), json!(max_radius));
@@ -153,13 +191,17 @@ impl Engine {
                 p.insert("clip".into(), json!(clip.map(|(a, b)| [a, b])));
                 p.insert(
                     "cleanPrediction".into(),
-                    json!("argmax of the f32 forward pass (lowest index on ties); 'incorrect' when it is not the label"),
+                    json!(
+                        "argmax of the f32 forward pass (lowest index on ties); 'incorrect' when it is not the label"
+                    ),
                 );
                 p.insert(
                     "radiusSearch".into(),
-                    json!("largest radius proved by bisection up to maxRadius (geometric bracketing from 1e-3, then \
+                    json!(
+                        "largest radius proved by bisection up to maxRadius (geometric bracketing from 1e-3, then \
                            bisection to bisectionRelTol relative); 'proved' when it reaches eps, else 'inconclusive' \
-                           with the radius in 'detail'"),
+                           with the radius in 'detail'"
+                    ),
                 );
                 m.arithmetic.description = BOUND_GUARANTEE.into();
                 m.assumptions.push(BOUND_GUARANTEE.into());
@@ -185,9 +227,11 @@ impl Engine {
                 );
                 p.insert(
                     "perInputRecord".into(),
-                    json!("results.perInput[].detail is a JSON object with the selected class, the base network's \
+                    json!(
+                        "results.perInput[].detail is a JSON object with the selected class, the base network's \
                            clean class, the selection and estimation counts (last entry: outputs with no class), \
-                           n_A, the lower bound on p_A and the sampling margin; replayable from the seed"),
+                           n_A, the lower bound on p_A and the sampling margin; replayable from the seed"
+                    ),
                 );
                 m.arithmetic.sound_floating_point = *sound;
                 m.arithmetic.description = if *sound {
@@ -228,7 +272,8 @@ impl Engine {
     pub fn from_method(m: &Method, norm: &str, clip_box: Option<[f64; 2]>) -> Result<Engine> {
         let bad = |what: &str| Error::Certificate(format!("method '{}': {what}", m.name));
         let num = |k: &str| m.parameters.get(k).and_then(Value::as_f64).ok_or_else(|| bad(&format!("no number '{k}'")));
-        let int = |k: &str| m.parameters.get(k).and_then(Value::as_u64).ok_or_else(|| bad(&format!("no integer '{k}'")));
+        let int =
+            |k: &str| m.parameters.get(k).and_then(Value::as_u64).ok_or_else(|| bad(&format!("no integer '{k}'")));
         let norm = match norm {
             "linf" => Norm::Inf,
             "l2" => Norm::L2,
@@ -243,6 +288,22 @@ impl Engine {
                 max_radius: num("maxRadius")?,
                 rel_tol: num("bisectionRelTol")?,
                 clip: clip_box.map(|[a, b]| (a, b)),
+                attack: match m.parameters.get("attack") {
+                    None | Some(Value::Null) => None,
+                    Some(a) => Some(Attack {
+                        steps: a.get("steps").and_then(Value::as_u64).ok_or_else(|| bad("attack without steps"))?
+                            as usize,
+                        restarts: a
+                            .get("restarts")
+                            .and_then(Value::as_u64)
+                            .ok_or_else(|| bad("attack without restarts"))? as usize,
+                        seed: a
+                            .get("seed")
+                            .and_then(Value::as_str)
+                            .and_then(|s| s.parse().ok())
+                            .ok_or_else(|| bad("attack without a decimal string seed"))?,
+                    }),
+                },
             },
             "randomized-smoothing" => Engine::Smoothing {
                 sigma: num("sigma")?,
@@ -310,7 +371,7 @@ pub fn certify_input(graph: &Graph, engine: &Engine, x: &[f64], label: usize, in
 
 fn certify_input_inner(graph: &Graph, engine: &Engine, x: &[f64], label: usize, index: usize) -> Result<InputResult> {
     match engine {
-        Engine::Bounds { method, norm, eps, max_radius, rel_tol, clip } => {
+        Engine::Bounds { method, norm, eps, max_radius, rel_tol, clip, attack } => {
             let pred = clean_prediction(graph, x)?;
             if pred != Some(label) {
                 let mut r = InputResult::new(index, pred, Outcome::Incorrect, 0.0);
@@ -324,11 +385,27 @@ fn certify_input_inner(graph: &Graph, engine: &Engine, x: &[f64], label: usize, 
                 c.evaluations,
                 c.first_failure.map_or("none up to maxRadius".to_string(), |f| f.to_string())
             );
-            let mut r = if c.radius >= *eps {
-                InputResult::new(index, pred, Outcome::Proved, c.radius)
-            } else {
-                InputResult::new(index, pred, Outcome::Inconclusive, 0.0)
-            };
+            if c.radius >= *eps {
+                let mut r = InputResult::new(index, pred, Outcome::Proved, c.radius);
+                r.detail = Some(detail);
+                return Ok(r);
+            }
+            if let Some(a) = attack {
+                if let Some(found) = counterexample(graph, x, label, *norm, *eps, *clip, a, index)? {
+                    let x64: Vec<f64> = found.x.iter().map(|&v| f64::from(v)).collect();
+                    let mut r = InputResult::new(index, pred, Outcome::Counterexample, 0.0).with_counterexample(&x64);
+                    r.detail = Some(format!(
+                        "{detail}; PGD found an input at {} distance {} <= eps {eps} classified {:?} (f32 decision \
+                         values {:?})",
+                        norm_name(*norm),
+                        distance(*norm, &x64, x),
+                        crate::smoothing::argmax(&found.y),
+                        found.y
+                    ));
+                    return Ok(r);
+                }
+            }
+            let mut r = InputResult::new(index, pred, Outcome::Inconclusive, 0.0);
             r.detail = Some(detail);
             Ok(r)
         }
@@ -358,6 +435,47 @@ fn certify_input_inner(graph: &Graph, engine: &Engine, x: &[f64], label: usize, 
             Ok(r)
         }
     }
+}
+
+fn distance(norm: Norm, a: &[f64], b: &[f64]) -> f64 {
+    let d = a.iter().zip(b).map(|(x, y)| (x - y).abs());
+    match norm {
+        Norm::Inf => d.fold(0.0, f64::max),
+        Norm::L2 => d.map(|v| v * v).sum::<f64>().sqrt(),
+        Norm::L1 => d.sum(),
+    }
+}
+
+/// PGD at radius eps; a found point is re-checked here (inside the region, and failing strict
+/// top-1 in f32 and f64) before it is returned.
+#[allow(clippy::too_many_arguments)]
+fn counterexample(
+    graph: &Graph,
+    x: &[f64],
+    label: usize,
+    norm: Norm,
+    eps: f64,
+    clip: Option<(f64, f64)>,
+    a: &Attack,
+    index: usize,
+) -> Result<Option<crate::attack::Found>> {
+    use crate::attack::{check_point, pgd, Goal, PgdOptions};
+    let out = crate::bounds::radius::decision_node(graph);
+    let classes: usize = graph.node(out).shape.iter().product();
+    let region = crate::spec::Region::ball(x.to_vec(), norm, eps, clip)?;
+    let goal = Goal::misclassification(classes, label);
+    let opts = PgdOptions {
+        steps: a.steps,
+        restarts: a.restarts,
+        seed: a.seed.wrapping_add(index as u64),
+        ..PgdOptions::default()
+    };
+    let Some(found) = pgd(graph, &region, out, &goal, &opts)? else { return Ok(None) };
+    let x64: Vec<f64> = found.x.iter().map(|&v| f64::from(v)).collect();
+    if !region.contains(&x64, 0.0) || check_point(graph, out, &goal, &found.x)?.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(found))
 }
 
 /// Runs the engine on the chosen inputs (`rows[i]` with `labels[i]`, for i in `indices`) in
@@ -403,6 +521,7 @@ mod tests {
                 max_radius: 0.5,
                 rel_tol: RADIUS_REL_TOL,
                 clip: Some((0.0, 1.0)),
+                attack: Some(Attack { steps: 7, restarts: 2, seed: u64::MAX }),
             },
             Engine::Bounds {
                 method: BoundMethod::Ibp,
@@ -411,6 +530,7 @@ mod tests {
                 max_radius: 0.01,
                 rel_tol: 1e-2,
                 clip: None,
+                attack: None,
             },
             Engine::Smoothing {
                 sigma: 0.5,

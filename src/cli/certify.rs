@@ -7,7 +7,7 @@
 
 use super::{print_json, Outcome};
 use crate::bounds::Method as BoundMethod;
-use crate::cert::certify::{certify_all, samples, Engine, RADIUS_REL_TOL, SMOOTHING_RNG};
+use crate::cert::certify::{certify_all, samples, Attack, Engine, RADIUS_REL_TOL, SMOOTHING_RNG};
 use crate::cert::{
     self, CertificateBuilder, Criterion, DatasetSubject, ModelSubject, RunInfo, SigningKey, ThreatModel,
 };
@@ -38,6 +38,14 @@ pub enum NoiseArg {
     Sound,
     /// Plain Gaussian: valid in exact arithmetic only.
     Gaussian,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttackArg {
+    /// Projected gradient descent with restarts; a point counts only when checked in f32 and f64.
+    Pgd,
+    /// No attack.
+    None,
 }
 
 #[derive(Debug, clap::Args)]
@@ -77,6 +85,19 @@ pub struct Args {
     /// Smoothing noise mode.
     #[arg(long, value_enum, default_value_t = NoiseArg::Sound)]
     pub noise: NoiseArg,
+    /// Bound methods: search a counterexample by PGD at --eps on inputs not proved (`none`: no
+    /// attack; those inputs stay inconclusive).
+    #[arg(long, value_enum, default_value_t = AttackArg::Pgd)]
+    pub attack: AttackArg,
+    /// PGD steps per restart.
+    #[arg(long, default_value_t = Attack::default().steps)]
+    pub attack_steps: usize,
+    /// PGD restarts (the first from the input itself).
+    #[arg(long, default_value_t = Attack::default().restarts)]
+    pub attack_restarts: usize,
+    /// PGD seed (input i uses seed + i; recorded).
+    #[arg(long, default_value_t = 0)]
+    pub attack_seed: u64,
     /// Radii at which certified accuracy is reported, comma-separated (default: --eps; for
     /// smoothing without --eps: 0, sigma/2, sigma, 2 sigma).
     #[arg(long, value_delimiter = ',')]
@@ -130,7 +151,20 @@ fn engine(a: &Args) -> anyhow::Result<Engine> {
             }
             let eps = a.eps.context("--method ibp/crown needs --eps E (the radius to prove)")?;
             let max_radius = a.radii.iter().copied().fold(eps, f64::max);
-            Engine::Bounds { method, norm: a.norm.unwrap_or(Norm::Inf), eps, max_radius, rel_tol: RADIUS_REL_TOL, clip }
+            let attack = (a.attack == AttackArg::Pgd).then_some(Attack {
+                steps: a.attack_steps,
+                restarts: a.attack_restarts,
+                seed: a.attack_seed,
+            });
+            Engine::Bounds {
+                method,
+                norm: a.norm.unwrap_or(Norm::Inf),
+                eps,
+                max_radius,
+                rel_tol: RADIUS_REL_TOL,
+                clip,
+                attack,
+            }
         }
         None => {
             if a.norm.is_some_and(|n| n != Norm::L2) {
