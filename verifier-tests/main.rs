@@ -12,4 +12,5 @@ mod fixtures;
 mod hostile;
 mod smoothing;
 mod soundness;
+mod verify;
 mod vnncomp;

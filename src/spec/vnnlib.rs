@@ -267,10 +267,10 @@ pub fn parse(text: &str) -> Result<Property, ParseError> {
                 ([(i, a)], true) => {
                     let (i, a) = (*i, *a);
                     if a > 0.0 {
-                        let b = if a == 1.0 { rhs } else { crate::num::div_up(rhs, a) };
+                        let b = exact_quotient(rhs, a).unwrap_or_else(|| crate::num::div_up(rhs, a));
                         hi[i] = hi[i].min(b);
                     } else {
-                        let b = if a == -1.0 { -rhs } else { crate::num::div_down(rhs, a) };
+                        let b = exact_quotient(rhs, a).unwrap_or_else(|| crate::num::div_down(rhs, a));
                         lo[i] = lo[i].max(b);
                     }
                 }
@@ -305,6 +305,12 @@ pub fn parse(text: &str) -> Result<Property, ParseError> {
         }
     }
     Ok(Property { n_inputs: n_in, n_outputs: n_out, cases })
+}
+
+/// b / a when the f64 quotient is exact (q a = b with no rounding), else None.
+fn exact_quotient(b: f64, a: f64) -> Option<f64> {
+    let q = b / a;
+    (q.is_finite() && q.mul_add(a, -b) == 0.0).then_some(q)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -466,6 +472,15 @@ type Dnf = Vec<Vec<Atom>>;
 fn and_dnf(a: Dnf, b: Dnf, pos: Pos) -> Result<Dnf, ParseError> {
     if a.len().saturating_mul(b.len()) > MAX_DISJUNCTS {
         return err(pos, format!("the formula expands to more than {MAX_DISJUNCTS} disjuncts"));
+    }
+    if b.len() == 1 {
+        // The common case (one more conjunct): extend in place, no copies of `a`.
+        let mut a = a;
+        let b0 = b.into_iter().next().expect("one");
+        for t in &mut a {
+            t.extend(b0.iter().cloned());
+        }
+        return Ok(a);
     }
     let mut out = Vec::with_capacity(a.len() * b.len());
     for x in &a {
