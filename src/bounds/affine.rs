@@ -3,7 +3,8 @@
 
 use crate::num::{add_up, gamma, mul_up, up};
 
-/// A sparse matrix in compressed rows: row j (an output element) holds (column, weight) pairs.
+/// A matrix, usually sparse in compressed rows (row j, an output element, holds (column,
+/// weight) pairs); fully connected layers are held dense and multiplied with GEMM.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Sparse {
     pub rows: usize,
@@ -11,17 +12,25 @@ pub struct Sparse {
     pub row_ptr: Vec<usize>,
     pub col: Vec<usize>,
     pub val: Vec<f64>,
+    /// When set, the whole matrix, row-major (rows x cols); the compressed fields are empty.
+    pub dense: Option<Vec<f64>>,
 }
 
 impl Sparse {
+    /// A dense matrix (rows x cols, row-major).
+    pub fn dense(rows: usize, cols: usize, w: Vec<f64>) -> Sparse {
+        assert_eq!(w.len(), rows * cols, "dense matrix size");
+        Sparse { rows, cols, row_ptr: vec![], col: vec![], val: vec![], dense: Some(w) }
+    }
+
     /// An empty matrix (all zeros).
     pub fn zeros(rows: usize, cols: usize) -> Sparse {
-        Sparse { rows, cols, row_ptr: vec![0; rows + 1], col: vec![], val: vec![] }
+        Sparse { rows, cols, row_ptr: vec![0; rows + 1], col: vec![], val: vec![], dense: None }
     }
 
     /// Builds from per-row entry lists.
     pub fn from_rows(cols: usize, rows: impl IntoIterator<Item = Vec<(usize, f64)>>) -> Sparse {
-        let mut s = Sparse { rows: 0, cols, row_ptr: vec![0], col: vec![], val: vec![] };
+        let mut s = Sparse { rows: 0, cols, row_ptr: vec![0], col: vec![], val: vec![], dense: None };
         for r in rows {
             for (c, v) in r {
                 debug_assert!(c < cols);
@@ -48,11 +57,17 @@ impl Sparse {
 
     /// Largest number of entries in a row (terms summed per output in `apply`).
     pub fn max_row_len(&self) -> usize {
+        if self.dense.is_some() {
+            return self.cols;
+        }
         self.row_ptr.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0)
     }
 
     /// Largest number of entries in a column (terms summed per input in `transpose_apply`).
     pub fn max_col_len(&self) -> usize {
+        if self.dense.is_some() {
+            return self.rows;
+        }
         let mut count = vec![0usize; self.cols];
         for &c in &self.col {
             count[c] += 1;
@@ -62,6 +77,12 @@ impl Sparse {
 
     /// y += S x, round to nearest.
     pub fn apply_add(&self, x: &[f64], y: &mut [f64]) {
+        if let Some(w) = &self.dense {
+            for (j, yj) in y.iter_mut().enumerate().take(self.rows) {
+                *yj += w[j * self.cols..(j + 1) * self.cols].iter().zip(x).map(|(a, b)| a * b).sum::<f64>();
+            }
+            return;
+        }
         for (j, yj) in y.iter_mut().enumerate().take(self.rows) {
             let (c, v) = self.row(j);
             let mut s = 0.0;
@@ -75,6 +96,13 @@ impl Sparse {
     /// y += |S| x for x >= 0, rounded up (an upper bound of the exact product).
     pub fn abs_apply_add_up(&self, x: &[f64], y: &mut [f64]) {
         let g = 1.0 + 2.0 * gamma(self.max_row_len() + 1);
+        if let Some(w) = &self.dense {
+            for (j, yj) in y.iter_mut().enumerate().take(self.rows) {
+                let s: f64 = w[j * self.cols..(j + 1) * self.cols].iter().zip(x).map(|(a, b)| a.abs() * b).sum();
+                *yj = add_up(*yj, up(s * g));
+            }
+            return;
+        }
         for (j, yj) in y.iter_mut().enumerate().take(self.rows) {
             let (c, v) = self.row(j);
             let mut s = 0.0;
@@ -90,6 +118,19 @@ impl Sparse {
     /// selected by `mask`: Some(true) keeps only positive entries, Some(false) only negative.
     pub fn transpose_apply_add(&self, a: &[f64], rows: usize, out: &mut [f64], sign: Option<bool>) {
         let (n_out, n_in) = (self.rows, self.cols);
+        if let Some(w) = &self.dense {
+            // out += A_sel W: one GEMM (sign selection, rarely needed for dense maps, first).
+            let selected: Vec<f64>;
+            let a_used: &[f64] = match sign {
+                None => a,
+                Some(pos) => {
+                    selected = a.iter().map(|&v| if (v > 0.0) == pos { v } else { 0.0 }).collect();
+                    &selected
+                }
+            };
+            crate::ir::tensor::gemm(rows, n_out, n_in, 1.0, a_used, (n_out, 1), w, (n_in, 1), 1.0, out);
+            return;
+        }
         for r in 0..rows {
             let ar = &a[r * n_out..(r + 1) * n_out];
             let or = &mut out[r * n_in..(r + 1) * n_in];

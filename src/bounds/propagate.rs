@@ -6,7 +6,7 @@
 use super::affine::Relaxation;
 use crate::error::{Error, Result};
 use crate::ir::{Graph, NodeId};
-use crate::num::{add_down, add_up, dot_down, dot_up, gamma, mul_up, up, UNIT_ROUNDOFF};
+use crate::num::{add_down, add_up, gamma, mul_up, up, UNIT_ROUNDOFF};
 use crate::ops::{Op, Operator, RelaxInput};
 use crate::spec::Region;
 use rayon::prelude::*;
@@ -32,6 +32,10 @@ pub struct BoundTable<'g> {
     region: &'g Region,
     pub bounds: Vec<Option<Interval>>,
     relax: Vec<Option<Relaxation>>,
+    /// Per node, the rounding charge t_j of its backward step (see `backward_rows`).
+    charge: Vec<Option<Vec<f64>>>,
+    /// The region's bounding box, for concretisation.
+    input_box: (Vec<f64>, Vec<f64>),
 }
 
 /// Bounds on the rows of C y for a target node y.
@@ -73,8 +77,14 @@ impl<'g> BoundTable<'g> {
                 graph.input_info[0].shape
             )));
         }
-        let mut t =
-            BoundTable { graph, region, bounds: vec![None; graph.nodes.len()], relax: vec![None; graph.nodes.len()] };
+        let mut t = BoundTable {
+            graph,
+            region,
+            bounds: vec![None; graph.nodes.len()],
+            relax: vec![None; graph.nodes.len()],
+            charge: vec![None; graph.nodes.len()],
+            input_box: region.bounding_box(),
+        };
         let users = graph.users();
         // Nodes that are an affine function of the input (no nonlinearity in between): their
         // bounds by a backward pass are exact, so even IBP uses it for them (under an L2 or L1
@@ -145,14 +155,44 @@ impl<'g> BoundTable<'g> {
         Ok(RelaxInput { in_shapes, out_shape: &node.shape, lo, hi })
     }
 
-    /// The relaxation of a node (computed once; its inputs' bounds are final by then).
+    /// The relaxation of a node and its rounding charge (computed once; its inputs' bounds are
+    /// final by then).
     fn ensure_relaxation(&mut self, id: NodeId) -> Result<()> {
-        if self.relax[id.0].is_none() {
-            let node = &self.graph.nodes[id.0];
-            let r = self.relax_input(id)?;
-            let rel = node.op.relaxation(&r).map_err(|e| Error::node(&node.name, node.op.name(), e.to_string()))?;
-            self.relax[id.0] = Some(rel);
+        if self.relax[id.0].is_some() {
+            return Ok(());
         }
+        let node = &self.graph.nodes[id.0];
+        let rel = {
+            let r = self.relax_input(id)?;
+            node.op.relaxation(&r).map_err(|e| Error::node(&node.name, node.op.name(), e.to_string()))?
+        };
+        // Rounding charge per output element j of this node:
+        // t_j = gamma * (|L| m + |U| m)_j + err_rel * ((|S| m)_j + |c_j|) + err_abs_j,
+        // with m the inputs' magnitudes. A row's backward step costs at most |A_row| . t.
+        let (lmap, umap) = (rel.lower(), rel.upper());
+        let affine = matches!(rel, Relaxation::Affine(_));
+        let n_out = lmap.out_len();
+        let mut abs_sm = vec![0.0; n_out];
+        let mut max_col = 0;
+        for (k, p) in node.inputs.iter().enumerate() {
+            let m = self.magnitude(*p);
+            lmap.parts[k].abs_apply_add_up(&m, &mut abs_sm);
+            if !affine {
+                umap.parts[k].abs_apply_add_up(&m, &mut abs_sm);
+            }
+            max_col = max_col.max(lmap.parts[k].max_col_len() + umap.parts[k].max_col_len());
+        }
+        let gm = gamma(max_col + 2);
+        let err_rel = lmap.err_rel.max(umap.err_rel);
+        let t: Vec<f64> = (0..n_out)
+            .map(|j| {
+                let off = lmap.offset[j].abs().max(umap.offset[j].abs());
+                let ea = lmap.err_abs.get(j).copied().unwrap_or(0.0).max(umap.err_abs.get(j).copied().unwrap_or(0.0));
+                add_up(add_up(mul_up(gm, abs_sm[j]), mul_up(err_rel, add_up(abs_sm[j], off))), ea)
+            })
+            .collect();
+        self.relax[id.0] = Some(rel);
+        self.charge[id.0] = Some(t);
         Ok(())
     }
 
@@ -179,8 +219,18 @@ impl<'g> BoundTable<'g> {
         if spec.len() != rows * width {
             return Err(Error::Shape(format!("specification of {} values for {rows} rows of {width}", spec.len())));
         }
-        // Chunks of rows: bounded memory per task, parallel across tasks.
-        let chunk = 32usize;
+        // Chunks of rows: one per thread when memory allows (weights are packed once per
+        // chunk and node), parallel across chunks.
+        let widest = needed
+            .iter()
+            .enumerate()
+            .filter(|(_, &n)| n)
+            .map(|(id, _)| self.graph.nodes[id].shape.iter().product::<usize>())
+            .max()
+            .unwrap_or(1);
+        let threads = rayon::current_num_threads().max(1);
+        let by_memory = ((1usize << 23) / widest.max(1)).max(8);
+        let chunk = rows.div_ceil(threads).clamp(8, by_memory.max(8));
         let this = &*self;
         let parts: Result<Vec<SpecBounds>> = (0..rows)
             .step_by(chunk)
@@ -221,55 +271,48 @@ impl<'g> BoundTable<'g> {
                 for r in 0..rows {
                     let lr = &la[r * width..(r + 1) * width];
                     let neg: Vec<f64> = ua[r * width..(r + 1) * width].iter().map(|v| -v).collect();
-                    lower.push(add_down(lbias[r], self.region.min_linear(lr)));
-                    upper.push(add_up(ubias[r], -self.region.min_linear(&neg)));
+                    let (blo, bhi) = (&self.input_box.0, &self.input_box.1);
+                    lower.push(add_down(lbias[r], self.region.min_linear_in(lr, blo, bhi)));
+                    upper.push(add_up(ubias[r], -self.region.min_linear_in(&neg, blo, bhi)));
                 }
                 result = Some(SpecBounds { lower, upper });
                 continue;
             }
             let rel = self.relax[id].as_ref().expect("relaxations are computed before the pass");
+            let t = self.charge[id].as_ref().expect("charges are computed with the relaxations");
             let (lmap, umap) = (rel.lower(), rel.upper());
             let affine = matches!(rel, Relaxation::Affine(_));
-            // Rounding charge per output element j of this node:
-            // t_j = gamma * (|L| m + |U| m)_j + err_rel * ((|S| m)_j + |c_j|) + err_abs_j.
-            let n_out = lmap.out_len();
-            let mut abs_sm = vec![0.0; n_out];
-            let mut max_col = 0;
-            for (k, p) in node.inputs.iter().enumerate() {
-                let m = self.magnitude(*p);
-                lmap.parts[k].abs_apply_add_up(&m, &mut abs_sm);
-                if !affine {
-                    umap.parts[k].abs_apply_add_up(&m, &mut abs_sm);
-                }
-                max_col = max_col.max(lmap.parts[k].max_col_len() + umap.parts[k].max_col_len());
-            }
-            let gm = gamma(max_col + 2);
-            let t: Vec<f64> = (0..n_out)
-                .map(|j| {
-                    let err_rel = lmap.err_rel.max(umap.err_rel);
-                    let off = lmap.offset[j].abs().max(umap.offset[j].abs());
-                    let ea =
-                        lmap.err_abs.get(j).copied().unwrap_or(0.0).max(umap.err_abs.get(j).copied().unwrap_or(0.0));
-                    add_up(add_up(mul_up(gm, abs_sm[j]), mul_up(err_rel, add_up(abs_sm[j], off))), ea)
-                })
-                .collect();
             for r in 0..rows {
                 let lr = &la[r * width..(r + 1) * width];
                 let ur = &ua[r * width..(r + 1) * width];
-                let l_off: Vec<f64> = lr
-                    .iter()
-                    .enumerate()
-                    .map(|(j, &a)| if a >= 0.0 { lmap.offset[j] } else { umap.offset[j] })
-                    .collect();
-                let u_off: Vec<f64> = ur
-                    .iter()
-                    .enumerate()
-                    .map(|(j, &a)| if a >= 0.0 { umap.offset[j] } else { lmap.offset[j] })
-                    .collect();
-                let labs: Vec<f64> = lr.iter().map(|v| v.abs()).collect();
-                let uabs: Vec<f64> = ur.iter().map(|v| v.abs()).collect();
-                lbias[r] = add_down(lbias[r], crate::num::sub_down(dot_down(lr, &l_off), dot_up(&labs, &t)));
-                ubias[r] = add_up(ubias[r], add_up(dot_up(ur, &u_off), dot_up(&uabs, &t)));
+                // Offsets: a row's positive entries meet the lower map for its lower bound, the
+                // negative ones the upper map; the rounding charge is |row| . t. All sums of
+                // products are bounded with gamma_n (Higham) and rounded outward.
+                let (mut ls, mut labs, mut lcharge) = (0.0f64, 0.0f64, 0.0f64);
+                let (mut us, mut uabs, mut ucharge) = (0.0f64, 0.0f64, 0.0f64);
+                let mut n = 0usize;
+                for j in 0..width {
+                    let (a, b) = (lr[j], ur[j]);
+                    if a == 0.0 && b == 0.0 {
+                        continue;
+                    }
+                    n += 1;
+                    let lo_off = if a >= 0.0 { lmap.offset[j] } else { umap.offset[j] };
+                    let up_off = if b >= 0.0 { umap.offset[j] } else { lmap.offset[j] };
+                    let (p, q) = (a * lo_off, b * up_off);
+                    ls += p;
+                    labs += p.abs();
+                    us += q;
+                    uabs += q.abs();
+                    lcharge += a.abs() * t[j];
+                    ucharge += b.abs() * t[j];
+                }
+                let g = gamma(n + 1);
+                let inflate = 1.0 + 2.0 * g;
+                let lslack = add_up(mul_up(g, up(labs * inflate)), up(lcharge * inflate));
+                let uslack = add_up(mul_up(g, up(uabs * inflate)), up(ucharge * inflate));
+                lbias[r] = add_down(lbias[r], crate::num::sub_down(ls, lslack));
+                ubias[r] = add_up(ubias[r], add_up(us, uslack));
             }
             for (k, p) in node.inputs.iter().enumerate() {
                 let n_in = lmap.parts[k].cols;
@@ -296,11 +339,14 @@ impl<'g> BoundTable<'g> {
                         }
                         let m = self.magnitude(*p);
                         let c = up(2.0 * UNIT_ROUNDOFF);
+                        let inflate = 1.0 + 2.0 * gamma(n_in + 1);
                         for r in 0..rows {
-                            let lr: Vec<f64> = la0[r * n_in..(r + 1) * n_in].iter().map(|v| v.abs()).collect();
-                            let ur: Vec<f64> = ua0[r * n_in..(r + 1) * n_in].iter().map(|v| v.abs()).collect();
-                            lbias[r] = crate::num::sub_down(lbias[r], mul_up(c, dot_up(&lr, &m)));
-                            ubias[r] = add_up(ubias[r], mul_up(c, dot_up(&ur, &m)));
+                            let lr = &la0[r * n_in..(r + 1) * n_in];
+                            let ur = &ua0[r * n_in..(r + 1) * n_in];
+                            let ld: f64 = lr.iter().zip(&m).map(|(a, b)| a.abs() * b).sum();
+                            let ud: f64 = ur.iter().zip(&m).map(|(a, b)| a.abs() * b).sum();
+                            lbias[r] = crate::num::sub_down(lbias[r], mul_up(c, up(ld * inflate)));
+                            ubias[r] = add_up(ubias[r], mul_up(c, up(ud * inflate)));
                         }
                         state[p.0] = Some((la0, ua0));
                     }

@@ -81,10 +81,14 @@ impl Operator for Gemm {
         let bw = |kk: usize, j: usize| if self.trans_b { b[j * k + kk] } else { b[kk * n + j] };
         let a_idx = |i: usize, kk: usize| if self.trans_a { kk * m + i } else { i * k + kk };
         let alpha = self.alpha;
-        let mut rows = Vec::with_capacity(m * n);
+        // Dense (m*n) x (m*k): block-diagonal over the m rows of A (m is 1 for one sample).
+        let (rows_out, cols_in) = (m * n, m * k);
+        let mut w = vec![0.0; rows_out * cols_in];
         for i in 0..m {
             for j in 0..n {
-                rows.push((0..k).map(|kk| (a_idx(i, kk), alpha * bw(kk, j))).collect());
+                for kk in 0..k {
+                    w[(i * n + j) * cols_in + a_idx(i, kk)] = alpha * bw(kk, j);
+                }
             }
         }
         let offset = match &self.c {
@@ -96,7 +100,7 @@ impl Operator for Gemm {
         };
         // alpha * B and beta * C are rounded products unless the factors are 1.
         let err = if self.alpha == 1.0 && self.beta == 1.0 { 0.0 } else { crate::num::UNIT_ROUNDOFF };
-        Ok(Relaxation::Affine(AffineMap::approximate(vec![Sparse::from_rows(m * k, rows)], offset, err)))
+        Ok(Relaxation::Affine(AffineMap::approximate(vec![Sparse::dense(rows_out, cols_in, w)], offset, err)))
     }
 }
 

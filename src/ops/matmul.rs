@@ -96,6 +96,17 @@ impl Operator for MatMul {
         } else {
             let (k, nn) = self.kn();
             let lead = n_in / k;
+            if lead == 1 {
+                // One row vector times B: dense, multiplied with GEMM.
+                let mut w = vec![0.0; nn * k];
+                for j in 0..nn {
+                    for kk in 0..k {
+                        w[j * k + kk] = b[kk * nn + j];
+                    }
+                }
+                let s = Sparse::dense(nn, k, w);
+                return Ok(Relaxation::Affine(AffineMap::exact(vec![s], vec![0.0; nn])));
+            }
             for l in 0..lead {
                 for j in 0..nn {
                     rows.push((0..k).map(|kk| (l * k + kk, b[kk * nn + j])).collect());

@@ -38,24 +38,14 @@ impl std::fmt::Display for Norm {
 }
 
 impl Norm {
-    /// ||v||_q for the dual norm q of this norm (1/p + 1/q = 1), rounded up.
+    /// ||v||_q for the dual norm q of this norm (1/p + 1/q = 1), rounded up (sums of
+    /// non-negative terms inflated by Higham's gamma_n).
     pub fn dual_norm_up(self, v: &[f64]) -> f64 {
+        let inflate = 1.0 + 2.0 * crate::num::gamma(v.len() + 1);
         match self {
-            Norm::Inf => {
-                // dual of inf is 1
-                let mut s = 0.0;
-                for &x in v {
-                    s = add_up(s, x.abs());
-                }
-                s
-            }
-            Norm::L2 => {
-                let mut s = 0.0;
-                for &x in v {
-                    s = add_up(s, mul_up(x.abs(), x.abs()));
-                }
-                crate::num::sqrt_up(s)
-            }
+            // dual of inf is 1
+            Norm::Inf => crate::num::up(v.iter().map(|x| x.abs()).sum::<f64>() * inflate),
+            Norm::L2 => crate::num::sqrt_up(crate::num::up(v.iter().map(|x| x * x).sum::<f64>() * inflate)),
             Norm::L1 => v.iter().fold(0.0f64, |m, x| m.max(x.abs())),
         }
     }
@@ -148,12 +138,26 @@ impl Region {
     /// hold; the larger is returned.
     pub fn min_linear(&self, a: &[f64]) -> f64 {
         let (blo, bhi) = self.bounding_box();
-        // Box bound: sum of min(a*lo, a*hi), each product and sum rounded down.
-        let mut box_bound = 0.0;
-        for ((&ai, &l), &h) in a.iter().zip(&blo).zip(&bhi) {
-            let t = if ai >= 0.0 { crate::num::mul_down(ai, l) } else { crate::num::mul_down(ai, h) };
-            box_bound = crate::num::add_down(box_bound, t);
+        self.min_linear_in(a, &blo, &bhi)
+    }
+
+    /// [`min_linear`](Region::min_linear) with the bounding box computed once by the caller.
+    pub fn min_linear_in(&self, a: &[f64], blo: &[f64], bhi: &[f64]) -> f64 {
+        // Box bound: sum of min(a*lo, a*hi) in round-to-nearest, then lowered by Higham's
+        // bound on the rounding of the products and the sum (gamma_n times the sum of |terms|).
+        let (mut sum, mut abs) = (0.0f64, 0.0f64);
+        let mut n = 0usize;
+        for ((&ai, &l), &h) in a.iter().zip(blo).zip(bhi) {
+            if ai == 0.0 {
+                continue;
+            }
+            let t = if ai >= 0.0 { ai * l } else { ai * h };
+            sum += t;
+            abs += t.abs();
+            n += 1;
         }
+        let g = crate::num::gamma(n + 1);
+        let box_bound = crate::num::sub_down(sum, mul_up(crate::num::up(abs * (1.0 + 2.0 * g)), g));
         if self.norm == Norm::Inf {
             return box_bound;
         }
