@@ -4,9 +4,9 @@
 //! verdict (2 for errors: unreadable files, a property that does not fit the model).
 
 use super::Outcome;
+use crate::onnx;
 use crate::spec::vnnlib;
 use crate::verify::{self, Options, Verdict};
-use crate::onnx;
 use anyhow::Context;
 use std::io::Write;
 use std::path::PathBuf;
@@ -44,13 +44,17 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
     let text = std::fs::read_to_string(&a.spec).with_context(|| format!("cannot read {}", a.spec.display()))?;
     let prop = vnnlib::parse(&text).with_context(|| format!("{}: invalid VNN-LIB", a.spec.display()))?;
     let m = onnx::load_file(&a.model).with_context(|| format!("cannot import {}", a.model.display()))?;
-    verify::check_sizes(&m.graph, &prop).with_context(|| format!("{} does not fit {}", a.spec.display(), a.model.display()))?;
+    verify::check_sizes(&m.graph, &prop)
+        .with_context(|| format!("{} does not fit {}", a.spec.display(), a.model.display()))?;
     // The engines check the deadline between steps; a single step (one CROWN pass on a large
     // model) cannot be interrupted, so the search runs on a worker and this thread answers
     // `timeout` itself when the limit passes.
     let hard = t0 + limit;
     let mut opts = Options::with_timeout(Duration::ZERO);
-    opts.deadline = hard.checked_sub(Duration::from_millis(200)).unwrap_or(hard).max(t0);
+    // The search stops a little early (5% of the limit, at most 1 s) so its own `timeout` is
+    // the usual answer and this thread's is the backstop.
+    let margin = (limit / 20).min(Duration::from_secs(1));
+    opts.deadline = hard.checked_sub(margin).unwrap_or(hard).max(t0);
     opts.seed = a.seed;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -103,7 +103,7 @@ impl Options {
             seed: 0,
             max_split_inputs: 16,
             batch: 64,
-            max_domains: 4_000_000,
+            max_domains: 1_000_000,
             extra_attack: Duration::from_secs(20),
         }
     }
@@ -128,7 +128,10 @@ pub fn check_sizes(graph: &Graph, prop: &Property) -> Result<()> {
         )));
     }
     if prop.n_outputs != n_out {
-        return Err(Error::Shape(format!("the property declares {} outputs (Y_0..), the model has {n_out}", prop.n_outputs)));
+        return Err(Error::Shape(format!(
+            "the property declares {} outputs (Y_0..), the model has {n_out}",
+            prop.n_outputs
+        )));
     }
     Ok(())
 }
@@ -213,7 +216,8 @@ impl CaseRows {
 pub fn verify(graph: &Graph, prop: &Property, opts: &Options) -> Result<Outcome> {
     check_sizes(graph, prop)?;
     let mut stats = BabStats::default();
-    let done = |verdict, cex, detail: String, stats: BabStats| Ok(Outcome { verdict, counterexample: cex, detail, stats });
+    let done =
+        |verdict, cex, detail: String, stats: BabStats| Ok(Outcome { verdict, counterexample: cex, detail, stats });
     if prop.cases.is_empty() {
         return done(Verdict::Unsat, None, "the input set is empty".into(), stats);
     }
