@@ -8,6 +8,7 @@ mod certificates;
 mod certify;
 mod cli;
 mod common;
+mod data;
 mod fixtures;
 mod hostile;
 mod smoothing;

@@ -400,7 +400,10 @@ impl Dataset {
             x = x.reshape(vec![s[0], s[1], s[2], 1])?;
         }
         if x.rank() != 4 || x.shape()[0] == 0 {
-            return Err(Error::data(path, format!("{split}_images shaped {:?} is not N x H x W [x C], N > 0", x.shape())));
+            return Err(Error::data(
+                path,
+                format!("{split}_images shaped {:?} is not N x H x W [x C], N > 0", x.shape()),
+            ));
         }
         if x.data().iter().any(|&v| !(0.0..=255.0).contains(&v) || v.fract() != 0.0) {
             return Err(Error::data(path, format!("{split}_images holds values outside the uint8 range 0..=255")));
@@ -867,7 +870,12 @@ fn check_finite(x: &Tensor<f64>, path: &Path, what: &str) -> Result<()> {
         let per = x.len() / x.shape().first().copied().unwrap_or(1).max(1);
         return Err(Error::data(
             path,
-            format!("{what} {} holds {} (element {}); NaN and infinity are not allowed", i / per.max(1), x.data()[i], i),
+            format!(
+                "{what} {} holds {} (element {}); NaN and infinity are not allowed",
+                i / per.max(1),
+                x.data()[i],
+                i
+            ),
         ));
     }
     Ok(())
@@ -881,7 +889,10 @@ fn parse_labels(y: &Tensor<f64>, n: usize, path: &Path, classes: Option<usize>) 
         let why = if shape.len() == 2 && shape[0] == n {
             format!("labels shaped {shape:?} look multi-label or one-hot; give one class index per input ([{n}] or [{n}, 1])")
         } else {
-            format!("{} labels (shape {shape:?}) for {n} inputs; expected [{n}] or [{n}, 1]", shape.first().unwrap_or(&0))
+            format!(
+                "{} labels (shape {shape:?}) for {n} inputs; expected [{n}] or [{n}, 1]",
+                shape.first().unwrap_or(&0)
+            )
         };
         return Err(Error::data(path, why));
     }
@@ -950,7 +961,9 @@ mod tests {
     fn npy_header_is_numpy_compatible() {
         let h = npy_header("<f8", &[2, 3]);
         assert_eq!(h.len() % 64, 0);
-        assert!(std::str::from_utf8(&h[10..]).unwrap().starts_with("{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3), }"));
+        assert!(std::str::from_utf8(&h[10..])
+            .unwrap()
+            .starts_with("{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3), }"));
         assert_eq!(*h.last().unwrap(), b'\n');
     }
 
@@ -962,7 +975,12 @@ mod tests {
         assert_eq!(y.data(), &[0.0, 1.0 / 255.0, 51.0 / 255.0, 2.0 / 255.0, 1.0, 3.0 / 255.0]);
         let z = Preprocess::pixels().normalised(vec![0.5], vec![0.25, 0.5, 1.0]).apply(x).unwrap();
         assert_eq!(z.data()[0], -2.0);
-        assert!(Preprocess::pixels().normalised(vec![0.5, 0.5], vec![1.0]).apply(Tensor::zeros(vec![1, 2, 2, 3]).unwrap()).is_err());
-        assert!(Preprocess { std: Some(vec![0.0]), ..Preprocess::none() }.apply(Tensor::zeros(vec![2, 3]).unwrap()).is_err());
+        assert!(Preprocess::pixels()
+            .normalised(vec![0.5, 0.5], vec![1.0])
+            .apply(Tensor::zeros(vec![1, 2, 2, 3]).unwrap())
+            .is_err());
+        assert!(Preprocess { std: Some(vec![0.0]), ..Preprocess::none() }
+            .apply(Tensor::zeros(vec![2, 3]).unwrap())
+            .is_err());
     }
 }

@@ -90,7 +90,8 @@ pub fn scan_image_folder(root: impl AsRef<Path>) -> Result<Vec<(String, Vec<Path
         if name.starts_with('.') {
             continue;
         }
-        let files: Vec<PathBuf> = sorted_entries(&dir)?.into_iter().filter(|p| p.is_file() && is_image_file(p)).collect();
+        let files: Vec<PathBuf> =
+            sorted_entries(&dir)?.into_iter().filter(|p| p.is_file() && is_image_file(p)).collect();
         if files.is_empty() {
             return Err(Error::data(&dir, format!("class folder '{name}' holds no .png/.jpg/.jpeg images")));
         }
