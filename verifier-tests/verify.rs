@@ -31,18 +31,26 @@ fn parses_every_form_of_the_benchmarks() {
     assert_eq!(p.cases[1].hi, vec![0.7, -0.1]);
     for c in &p.cases {
         assert_eq!(c.output.disjuncts.len(), 2);
-        assert_eq!(c.output.disjuncts[0], vec![Constraint { coeffs: vec![(0, -1.0), (1, 1.0)], rhs: 0.0, strict: false }]);
+        assert_eq!(
+            c.output.disjuncts[0],
+            vec![Constraint { coeffs: vec![(0, -1.0), (1, 1.0)], rhs: 0.0, strict: false }]
+        );
         assert_eq!(c.output.disjuncts[1][1], Constraint { coeffs: vec![(0, 1.0), (1, -0.5)], rhs: 3.0, strict: true });
     }
     let p = parse(
         "(declare-const X_0 Real)\n(declare-const Y_0 Real)\n(assert (or\n    (and (>= X_0 -1) (<= X_0 1) (>= Y_0 100))\n))",
     )
     .unwrap();
-    assert_eq!(p.cases, vec![Case {
-        lo: vec![-1.0],
-        hi: vec![1.0],
-        output: OutputSpec { disjuncts: vec![vec![Constraint { coeffs: vec![(0, -1.0)], rhs: -100.0, strict: false }]] },
-    }]);
+    assert_eq!(
+        p.cases,
+        vec![Case {
+            lo: vec![-1.0],
+            hi: vec![1.0],
+            output: OutputSpec {
+                disjuncts: vec![vec![Constraint { coeffs: vec![(0, -1.0)], rhs: -100.0, strict: false }]]
+            },
+        }]
+    );
     // Equality, chains, a scaled input bound, a constant-false disjunct.
     let p = parse(
         "(declare-const X_0 Real)(declare-const Y_0 Real)(declare-const Y_1 Real)\
@@ -312,7 +320,15 @@ fn run_instances(root: &Path, list: &[Instance], secs: f64) -> usize {
         let p = parse(&std::fs::read_to_string(base.join(&i.vnnlib)).unwrap()).unwrap();
         let t = std::time::Instant::now();
         let o = verify(&m.graph, &p, &opts(secs)).unwrap_or_else(|e| panic!("{} {}: {e}", i.onnx, i.vnnlib));
-        eprintln!("{} {} {}: {} ({:.1} s, reference {})", i.bench, i.onnx, i.vnnlib, o.verdict, t.elapsed().as_secs_f64(), i.reference);
+        eprintln!(
+            "{} {} {}: {} ({:.1} s, reference {})",
+            i.bench,
+            i.onnx,
+            i.vnnlib,
+            o.verdict,
+            t.elapsed().as_secs_f64(),
+            i.reference
+        );
         match o.verdict {
             Verdict::Sat | Verdict::Unsat => {
                 let said = o.verdict.to_string();
@@ -383,7 +399,11 @@ fn vnncomp_acasxu_sweep() {
 
 fn run_cli(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_robustcert")).args(args).output().expect("binary runs");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 #[test]
@@ -425,7 +445,8 @@ fn cli_verify_bundled_specs() {
     assert_eq!(code, 2);
     assert!(err.contains("line 2, column 1"), "{err}");
     // A property of the wrong size for the model.
-    std::fs::write(&bad, "(declare-const X_0 Real)(declare-const Y_0 Real)(assert (<= X_0 1))(assert (>= X_0 0))").unwrap();
+    std::fs::write(&bad, "(declare-const X_0 Real)(declare-const Y_0 Real)(assert (<= X_0 1))(assert (>= X_0 0))")
+        .unwrap();
     let (code, _, err) = run_cli(&["verify", model, bad.to_str().unwrap(), "--timeout", "5"]);
     assert_eq!(code, 2, "{err}");
     let _ = std::fs::remove_dir_all(&dir);

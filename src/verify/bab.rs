@@ -5,9 +5,9 @@
 //! in parallel with rayon. Every subdomain's centre is also tried as a counterexample.
 
 use super::{CaseRows, Options};
+use crate::attack::check_point;
 use crate::attack::gradient::value_and_grad;
 use crate::attack::pgd::to_f32_in_box;
-use crate::attack::check_point;
 use crate::error::Result;
 use crate::ir::Graph;
 use crate::spec::vnnlib::Case;
@@ -64,9 +64,7 @@ impl Ord for Domain {
 /// The dimension to split: largest width x (|gradient| + 1e-3 max|gradient|) of the worst open
 /// disjunct's most nearly closed row at the centre (falls back to the widest dimension).
 fn choose_split(graph: &Graph, rows: &CaseRows, lo: &[f64], hi: &[f64], open: &[usize]) -> usize {
-    let widest = || {
-        (0..lo.len()).max_by(|&a, &b| (hi[a] - lo[a]).total_cmp(&(hi[b] - lo[b]))).unwrap_or(0)
-    };
+    let widest = || (0..lo.len()).max_by(|&a, &b| (hi[a] - lo[a]).total_cmp(&(hi[b] - lo[b]))).unwrap_or(0);
     let g = &rows.goal;
     let Some(row) = open.iter().flat_map(|&k| g.groups[k].iter().copied()).next() else {
         return widest();
