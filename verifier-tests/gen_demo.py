@@ -535,6 +535,19 @@ so that randomized smoothing certifies something.
 Test accuracy: **{card['test_accuracy']:.4f}** (clean), {card['test_accuracy_under_noise']['accuracy']:.4f} under Gaussian noise
 sigma {SIGMA_AUG} (mean over 20 draws). onnxruntime matches torch within {card['onnxruntime_max_abs_diff_vs_torch']:.1e}.
 
+## Loading it
+
+With numpy: `d = np.load("demo/synthetic_dermamnist.npz"); d["test_images"], d["test_labels"]`
+(the MedMNIST `dermamnist.npz` layout; no pickle needed). With robustcert
+(`src/data/dataset.rs`), which turns uint8 NHWC images into float NCHW in [0, 1]:
+
+```rust
+use robustcert::data::dataset::{{Dataset, LoadOptions, Preprocess, Selection}};
+let test = Dataset::load("demo/synthetic_dermamnist.npz", &LoadOptions::default())?; // split "test"
+let folder = Dataset::from_image_folder("demo/images", 3, &Preprocess::pixels())?;
+let subset = test.select(&Selection::random(32, 7))?; // seeded, recorded in subset.selection
+```
+
 ## Regenerating
 
 From the repository root (CPU, about a minute; needs torch, onnx, onnxruntime, numpy):

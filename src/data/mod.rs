@@ -1,4 +1,6 @@
 //! Datasets and arrays in: NumPy `.npy` / `.npz` files (the format of the NumPy "NEP 1" spec).
+//! Evaluation datasets (arrays, the MedMNIST v2 npz layout, PNG/JPEG image folders) with
+//! preprocessing, selection and manifests: [`dataset`], [`images`].
 
 pub mod dataset;
 pub mod images;
