@@ -163,9 +163,7 @@ fn selection_is_deterministic_and_recorded() {
     assert_eq!(r1.selection.indices, random_subset(300, 32, 2024));
     assert!(r1.selection.description.contains(SUBSET_ALGORITHM));
     // Pinned: the algorithm must not drift (certificates record these indices).
-    assert_eq!(random_subset(10, 4, 1), random_subset(10, 4, 1));
-    let pinned = random_subset(300, 5, 2024);
-    assert_eq!(pinned, r1.selection.indices.iter().copied().filter(|i| pinned.contains(i)).collect::<Vec<_>>());
+    assert_eq!(random_subset(300, 5, 2024), vec![70, 82, 123, 177, 266]);
 
     // Composition: indices, then a random subset of them, then a limit; then a further limit.
     let c = d
