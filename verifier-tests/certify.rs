@@ -301,9 +301,19 @@ fn failing_criteria_exit_1_and_refusals_exit_2() {
     let (c, e) = with(&["--method", "crown", "--eps", "0.01"]);
     assert_eq!(c, 2);
     assert!(e.contains("--key") && e.contains("keygen"), "{e}");
-    let (c, e) = with(&["--method", "alpha-crown", "--eps", "0.01", "--key", s(&st.key)]);
-    assert_eq!(c, 2);
-    assert!(e.contains("alpha-crown is not implemented"), "{e}");
+    // alpha-CROWN: refused while it does not exist; once it does, it certifies and rechecks.
+    let (c, e) = with(&["--method", "alpha-crown", "--eps", "0.004", "--clip", "-1", "1", "--key", s(&st.key)]);
+    if c == 2 {
+        assert!(e.contains("alpha-crown is not implemented"), "{e}");
+    } else {
+        assert_eq!(c, 0, "{e}");
+        let p = statement_of(&out, &st.pubkey).predicate;
+        assert_eq!(p.method.name, "alpha-crown");
+        let mut args = full(st);
+        args.push("--recheck");
+        let (c, o, e) = check(st, &out, &args);
+        assert_eq!(c, 0, "alpha-crown recheck: {o} {e}");
+    }
     let (c, e) = with(&["--method", "crown", "--key", s(&st.key)]);
     assert_eq!(c, 2);
     assert!(e.contains("--eps"), "{e}");

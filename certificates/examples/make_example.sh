@@ -33,8 +33,10 @@ demo)
     data=demo/synthetic_dermamnist.npz
     name=${NAME:-dermacnn-crown-linf}
     eps=${EPS:-0.00392156862745098} # 1/255
-    radii=${RADII:-0.001,0.00196078431372549,0.00392156862745098}
+    radii=${RADII:-0.00196078431372549,0.00392156862745098,0.00784313725490196} # 0.5, 1, 2 / 255
     clip=${CLIP:-0 1}
+    names=$(python3 -c 'import json; print(",".join(json.load(open("demo/model_card.json"))["class_names"]))')
+    prep="uint8 RGB test images / 255, HWC to CHW (float32 in [0, 1]); normalisation (x - mean) / std is inside the graph"
     ;;
 fixture)
     model=verifier-tests/fixtures/models/cnn_bn.onnx
@@ -43,6 +45,8 @@ fixture)
     eps=${EPS:-0.001}
     radii=${RADII:-0.0005,0.001,0.002}
     clip=${CLIP:--1 1}
+    names=""
+    prep="none: the stored arrays are the model input"
     ;;
 *)
     echo "usage: $0 [demo|fixture]" >&2
@@ -105,6 +109,7 @@ fi
 # shellcheck disable=SC2086
 "$rc" certify "$model" --data "$out/$name.x.npy" --labels "$out/$name.y.npy" --method crown --norm inf \
     --eps "$eps" --radii "$radii" --clip $clip --criteria "clean_accuracy>=0.5" \
+    ${names:+--class-names "$names"} --preprocessing "$prep" \
     --signer "robustcert example (make_example.sh)" --key "$key" --out "$out/$name.intoto.jsonl" || [ $? -eq 1 ]
 
 "$rc" check-cert "$out/$name.intoto.jsonl" --key "$out/$name.pub.pem" --model "$model" \

@@ -77,6 +77,24 @@ impl Default for Attack {
     }
 }
 
+/// The smallest radius >= `r` on the certificates' radius grid (multiples of 1e-6 that
+/// [`super::round_radius_down`] leaves unchanged). A radius proved at or above it stays at or
+/// above it after the builder rounds it down, so "proved at eps" is also "certified at eps" in
+/// the aggregates. Rounding up keeps the claim at least as strong as the one requested.
+pub fn radius_on_grid(r: f64) -> f64 {
+    if !(r.is_finite() && r > 0.0) {
+        return r;
+    }
+    let mut k = (r * 1e6).ceil().max(0.0);
+    loop {
+        let q = k / 1e6;
+        if q >= r && super::round_radius_down(q) == q {
+            return q;
+        }
+        k += 1.0;
+    }
+}
+
 /// The threat-model norm name of a [`Norm`] (`linf`, `l2`, `l1`).
 pub fn norm_name(n: Norm) -> &'static str {
     match n {
@@ -510,6 +528,21 @@ pub fn certify_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn radii_on_the_grid_survive_rounding() {
+        for r in [1.0 / 255.0, 2.0 / 255.0, 0.25, 0.004, 1e-7, 0.1 + 0.2, 3.0, 0.5 / 255.0] {
+            let q = radius_on_grid(r);
+            assert!(q >= r && q - r < 1.0000001e-6, "{r} {q}");
+            assert_eq!(super::super::round_radius_down(q), q);
+            // Anything proved at q keeps a recorded radius >= q.
+            for above in [q, f64::from_bits(q.to_bits() + 1), q * (1.0 + 1e-12)] {
+                assert!(super::super::round_radius_down(above) >= q);
+            }
+        }
+        assert_eq!(radius_on_grid(0.0), 0.0);
+        assert_eq!(radius_on_grid(0.25), 0.25);
+    }
 
     #[test]
     fn method_record_round_trips() {

@@ -7,7 +7,7 @@
 
 use super::{print_json, Outcome};
 use crate::bounds::Method as BoundMethod;
-use crate::cert::certify::{certify_all, samples, Attack, Engine, RADIUS_REL_TOL, SMOOTHING_RNG};
+use crate::cert::certify::{certify_all, radius_on_grid, samples, Attack, Engine, RADIUS_REL_TOL, SMOOTHING_RNG};
 use crate::cert::{
     self, CertificateBuilder, Criterion, DatasetSubject, ModelSubject, RunInfo, SigningKey, ThreatModel,
 };
@@ -117,6 +117,12 @@ pub struct Args {
     /// The certificate: CERT.intoto.jsonl (the Sigstore bundle goes beside it as CERT.sigstore.json).
     #[arg(long)]
     pub out: PathBuf,
+    /// Class names in output order, comma-separated (recorded in model.classNames).
+    #[arg(long, value_delimiter = ',')]
+    pub class_names: Vec<String>,
+    /// What turns raw data into the model input (recorded in model.preprocessing).
+    #[arg(long)]
+    pub preprocessing: Option<String>,
     /// Printed name of the signer (21 CFR 11.50).
     #[arg(long)]
     pub signer: Option<String>,
@@ -132,6 +138,9 @@ pub struct Args {
 }
 
 fn engine(a: &Args) -> anyhow::Result<Engine> {
+    // Radii go on the certificate's 1e-6 grid, rounded up (a claim at least as strong).
+    let eps = a.eps.map(radius_on_grid);
+    let radii: Vec<f64> = a.radii.iter().map(|&r| radius_on_grid(r)).collect();
     let clip = match a.clip.as_deref() {
         Some([lo, hi]) => Some((*lo, *hi)),
         _ => None,
@@ -149,8 +158,8 @@ fn engine(a: &Args) -> anyhow::Result<Engine> {
             if a.sigma.is_some() {
                 bail!("--sigma is for --method smoothing; bound methods take --eps");
             }
-            let eps = a.eps.context("--method ibp/crown needs --eps E (the radius to prove)")?;
-            let max_radius = a.radii.iter().copied().fold(eps, f64::max);
+            let eps = eps.context("--method ibp/crown needs --eps E (the radius to prove)")?;
+            let max_radius = radii.iter().copied().fold(eps, f64::max);
             let attack = (a.attack == AttackArg::Pgd).then_some(Attack {
                 steps: a.attack_steps,
                 restarts: a.attack_restarts,
@@ -181,7 +190,7 @@ fn engine(a: &Args) -> anyhow::Result<Engine> {
                 alpha: a.alpha,
                 seed: a.seed,
                 batch: smoothing::DEFAULT_BATCH,
-                eps: a.eps,
+                eps,
             }
         }
     };
@@ -199,8 +208,12 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
     };
     let key =
         SigningKey::read(key_path).with_context(|| format!("cannot load the signing key {}", key_path.display()))?;
-    let criteria =
-        a.criteria.iter().map(|c| Criterion::parse(c)).collect::<crate::Result<Vec<_>>>().context("bad --criteria")?;
+    let criteria = a
+        .criteria
+        .iter()
+        .map(|c| Criterion::parse(c).map(|c| Criterion { radius: radius_on_grid(c.radius), ..c }))
+        .collect::<crate::Result<Vec<_>>>()
+        .context("bad --criteria")?;
     let model_bytes = std::fs::read(&a.model).with_context(|| format!("cannot read {}", a.model.display()))?;
     let model_name = a.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut subject = ModelSubject::from_bytes(&model_name, &model_bytes)
@@ -224,11 +237,23 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
     if let Some([lo, hi]) = clip {
         subject = subject.with_value_range(lo, hi);
     }
-    let mut radii = a.radii.clone();
+    if !a.class_names.is_empty() {
+        let k = subject.description.num_classes;
+        if k > 0 && a.class_names.len() != k {
+            bail!("--class-names gives {} names, the model has {k} outputs", a.class_names.len());
+        }
+        subject = subject.with_class_names(a.class_names.clone());
+    }
+    if let Some(text) = &a.preprocessing {
+        subject = subject.with_preprocessing(text);
+    }
+    let mut radii: Vec<f64> = a.radii.iter().map(|&r| radius_on_grid(r)).collect();
     if radii.is_empty() {
         radii = match (&engine, a.eps) {
-            (_, Some(e)) => vec![e],
-            (Engine::Smoothing { sigma, .. }, None) => vec![0.0, sigma / 2.0, *sigma, 2.0 * sigma],
+            (_, Some(e)) => vec![radius_on_grid(e)],
+            (Engine::Smoothing { sigma, .. }, None) => {
+                [0.0, sigma / 2.0, *sigma, 2.0 * sigma].into_iter().map(radius_on_grid).collect()
+            }
             (Engine::Bounds { eps, .. }, None) => vec![*eps],
         };
     }
