@@ -300,7 +300,7 @@ fn check(graph: &Graph, region: &Region, seed: u64) -> Result<(), String> {
     }
     let mut g = Gen(seed ^ 0x5eed);
     let pts = sample_points(region, &mut g, 200);
-    for method in [Method::Ibp, Method::Crown] {
+    for method in [Method::Ibp, Method::Crown, Method::AlphaCrown] {
         let b = bound_spec(graph, region, method, out, &spec, w).map_err(|e| e.to_string())?;
         for p in &pts {
             if !region.contains(p, 1e-12) {

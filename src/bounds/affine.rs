@@ -50,6 +50,15 @@ impl Sparse {
         Sparse::from_rows(d.len(), d.iter().enumerate().map(|(i, &v)| vec![(i, v)]))
     }
 
+    /// Entry (j, j) of a square matrix.
+    pub fn diag(&self, j: usize) -> f64 {
+        if let Some(w) = &self.dense {
+            return w[j * self.cols + j];
+        }
+        let (c, v) = self.row(j);
+        c.iter().zip(v).find(|(&ci, _)| ci == j).map_or(0.0, |(_, &vi)| vi)
+    }
+
     pub fn row(&self, j: usize) -> (&[usize], &[f64]) {
         let (a, b) = (self.row_ptr[j], self.row_ptr[j + 1]);
         (&self.col[a..b], &self.val[a..b])

@@ -3,7 +3,7 @@
 //! step bounded (Higham's gamma_n on each sum of products) and charged to the bias, so the
 //! reported bounds hold for the real-valued network.
 
-use super::affine::Relaxation;
+use super::affine::{AffineMap, Relaxation, Sparse};
 use crate::error::{Error, Result};
 use crate::ir::{Graph, NodeId};
 use crate::num::{add_down, add_up, gamma, mul_up, up, UNIT_ROUNDOFF};
@@ -17,6 +17,8 @@ use rayon::prelude::*;
 pub enum Method {
     Ibp,
     Crown,
+    /// CROWN with optimised lower slopes (Xu et al. 2021), default options.
+    AlphaCrown,
 }
 
 /// Element-wise bounds of one node's output (one sample, flattened).
@@ -114,7 +116,7 @@ impl<'g> BoundTable<'g> {
             };
             let feeds_nonlinear = users[id].iter().any(|u| is_piecewise_or_smooth(&graph.nodes[u.0].op));
             let refine = match method {
-                Method::Crown => true,
+                Method::Crown | Method::AlphaCrown => true,
                 Method::Ibp => affine_of_input[id] && region.norm != crate::spec::Norm::Inf,
             };
             if refine && feeds_nonlinear && !matches!(node.op, Op::Input(_)) {
@@ -181,6 +183,14 @@ impl<'g> BoundTable<'g> {
                 umap.parts[k].abs_apply_add_up(&m, &mut abs_sm);
             }
             max_col = max_col.max(lmap.parts[k].max_col_len() + umap.parts[k].max_col_len());
+        }
+        if let Some((lo, hi)) = Self::alpha_range(&node.op) {
+            // alpha-CROWN may swap in any lower slope of the op's range: charge for the largest.
+            let m = self.magnitude(node.inputs[0]);
+            let s = lo.abs().max(hi.abs());
+            for (a, mj) in abs_sm.iter_mut().zip(&m) {
+                *a = add_up(*a, mul_up(s, *mj));
+            }
         }
         let gm = gamma(max_col + 2);
         let err_rel = lmap.err_rel.max(umap.err_rel);
@@ -255,6 +265,21 @@ impl<'g> BoundTable<'g> {
     }
 
     fn backward_rows(&self, target: NodeId, spec: &[f64], rows: usize) -> Result<SpecBounds> {
+        self.backward_general(target, spec, rows, None, None)
+    }
+
+    /// The backward pass. With `alpha` (one row only), the lower lines of the unstable neurons
+    /// of ReLU / LeakyReLU nodes use the given slopes (alpha-CROWN); with `record`, the lower
+    /// matrix reaching every node and the input point minimising the lower bound are kept (for
+    /// the gradient).
+    fn backward_general(
+        &self,
+        target: NodeId,
+        spec: &[f64],
+        rows: usize,
+        alpha: Option<&[Option<Vec<f64>>]>,
+        mut record: Option<&mut Recording>,
+    ) -> Result<SpecBounds> {
         let g = self.graph;
         let mut state: Vec<Option<(Vec<f64>, Vec<f64>)>> = vec![None; target.0 + 1];
         state[target.0] = Some((spec.to_vec(), spec.to_vec()));
@@ -274,14 +299,31 @@ impl<'g> BoundTable<'g> {
                     let (blo, bhi) = (&self.input_box.0, &self.input_box.1);
                     lower.push(add_down(lbias[r], self.region.min_linear_in(lr, blo, bhi)));
                     upper.push(add_up(ubias[r], -self.region.min_linear_in(&neg, blo, bhi)));
+                    if let Some(rec) = record.as_deref_mut() {
+                        rec.x_star = self.region.minimizer(lr, blo, bhi);
+                    }
                 }
                 result = Some(SpecBounds { lower, upper });
                 continue;
             }
             let rel = self.relax[id].as_ref().expect("relaxations are computed before the pass");
             let t = self.charge[id].as_ref().expect("charges are computed with the relaxations");
-            let (lmap, umap) = (rel.lower(), rel.upper());
+            let (mut lmap, umap) = (rel.lower(), rel.upper());
             let affine = matches!(rel, Relaxation::Affine(_));
+            let alpha_map;
+            if let Some(slopes) = alpha.and_then(|a| a[id].as_ref()) {
+                // alpha x <= f(x) for alpha in the op's range (checked by the caller), offset 0.
+                let (d, off): (Vec<f64>, Vec<f64>) = (0..slopes.len())
+                    .map(
+                        |j| if slopes[j].is_nan() { (lmap.parts[0].diag(j), lmap.offset[j]) } else { (slopes[j], 0.0) },
+                    )
+                    .unzip();
+                alpha_map = AffineMap::exact(vec![Sparse::diagonal(&d)], off);
+                lmap = &alpha_map;
+            }
+            if let Some(rec) = record.as_deref_mut() {
+                rec.la[id] = Some(la.clone());
+            }
             for r in 0..rows {
                 let lr = &la[r * width..(r + 1) * width];
                 let ur = &ua[r * width..(r + 1) * width];
@@ -381,6 +423,17 @@ pub fn bound_spec(
             })
         }
         Method::Ibp => Ok(ibp_of_spec(t.bounds[output.0].as_ref().expect("computed"), spec, rows)),
+        Method::AlphaCrown => {
+            let ibp = ibp_of_spec(t.bounds[output.0].as_ref().expect("computed"), spec, rows);
+            let opts = AlphaOptions::default();
+            let lower = t.alpha_lower(output, spec, rows, opts)?;
+            let neg: Vec<f64> = spec.iter().map(|v| -v).collect();
+            let upper: Vec<f64> = t.alpha_lower(output, &neg, rows, opts)?.iter().map(|v| -v).collect();
+            Ok(SpecBounds {
+                lower: lower.iter().zip(&ibp.lower).map(|(a, b)| a.max(*b)).collect(),
+                upper: upper.iter().zip(&ibp.upper).map(|(a, b)| a.min(*b)).collect(),
+            })
+        }
     }
 }
 
@@ -408,5 +461,159 @@ fn ibp_of_spec(b: &Interval, spec: &[f64], rows: usize) -> SpecBounds {
             }
             SpecBounds { lower, upper }
         }
+    }
+}
+
+/// What one recorded backward pass kept: the lower matrix reaching every node (one row) and
+/// the input point attaining the lower bound.
+#[derive(Default)]
+struct Recording {
+    la: Vec<Option<Vec<f64>>>,
+    x_star: Vec<f64>,
+}
+
+/// Optimisation settings of alpha-CROWN (Xu et al. 2021): projected Adam on the lower slopes
+/// of unstable ReLU / LeakyReLU neurons, per specification row, intermediate bounds fixed.
+#[derive(Copy, Clone, Debug)]
+pub struct AlphaOptions {
+    pub iterations: usize,
+    pub learning_rate: f64,
+}
+
+impl Default for AlphaOptions {
+    fn default() -> Self {
+        AlphaOptions { iterations: 20, learning_rate: 0.5 }
+    }
+}
+
+impl BoundTable<'_> {
+    /// The range of valid lower slopes of an unstable neuron of `op`, when it is a ReLU-like op.
+    fn alpha_range(op: &Op) -> Option<(f64, f64)> {
+        match op {
+            Op::Relu(_) => Some((0.0, 1.0)),
+            Op::LeakyRelu(l) => Some((l.alpha.min(1.0), l.alpha.max(1.0))),
+            _ => None,
+        }
+    }
+
+    /// alpha-CROWN lower bounds of `spec` rows: each row optimised on its own, starting from
+    /// CROWN's slopes and keeping the best sound bound seen (so never looser than CROWN).
+    pub fn alpha_lower(&mut self, target: NodeId, spec: &[f64], rows: usize, opts: AlphaOptions) -> Result<Vec<f64>> {
+        // Relaxations first (shared, read-only afterwards).
+        let crown = self.backward(target, spec, rows)?;
+        let width = spec.len() / rows.max(1);
+        let this = &*self;
+        (0..rows)
+            .into_par_iter()
+            .map(|r| this.alpha_row(target, &spec[r * width..(r + 1) * width], opts, crown.lower[r]))
+            .collect()
+    }
+
+    fn alpha_row(&self, target: NodeId, row: &[f64], opts: AlphaOptions, crown: f64) -> Result<f64> {
+        let g = self.graph;
+        let n_nodes = target.0 + 1;
+        // Initial slopes: CROWN's lower lines; NaN marks neurons whose line is fixed.
+        let mut alpha: Vec<Option<Vec<f64>>> = vec![None; n_nodes];
+        let mut range: Vec<(f64, f64)> = vec![(0.0, 0.0); n_nodes];
+        for id in 0..n_nodes {
+            let node = &g.nodes[id];
+            let (Some(rg), Some(rel)) = (Self::alpha_range(&node.op), self.relax[id].as_ref()) else { continue };
+            let b = self.bounds[node.inputs[0].0].as_ref().expect("computed");
+            let lmap = rel.lower();
+            let a: Vec<f64> = (0..b.lo.len())
+                .map(
+                    |j| if b.lo[j] < 0.0 && b.hi[j] > 0.0 { lmap.parts[0].diag(j).clamp(rg.0, rg.1) } else { f64::NAN },
+                )
+                .collect();
+            if a.iter().any(|v| !v.is_nan()) {
+                alpha[id] = Some(a);
+                range[id] = rg;
+            }
+        }
+        let mut best = crown;
+        if alpha.iter().all(|a| a.is_none()) {
+            return Ok(best);
+        }
+        let (b1, b2, eps) = (0.9, 0.999, 1e-8);
+        let mut m1: Vec<Option<Vec<f64>>> = alpha.iter().map(|a| a.as_ref().map(|v| vec![0.0; v.len()])).collect();
+        let mut m2 = m1.clone();
+        let mut lr = opts.learning_rate;
+        for it in 0..opts.iterations {
+            let mut rec = Recording { la: vec![None; n_nodes], x_star: vec![] };
+            let b = self.backward_general(target, row, 1, Some(&alpha), Some(&mut rec))?;
+            best = best.max(b.lower[0]);
+            if rec.x_star.is_empty() {
+                break;
+            }
+            // The bound is the relaxed network's value at x*: its derivative in a slope is the
+            // matrix entry reaching the neuron times the neuron's input value there.
+            let values = self.relaxed_forward(target, &rec, &alpha);
+            for id in 0..n_nodes {
+                let Some(a) = alpha[id].as_mut() else { continue };
+                let (Some(la), Some(x)) = (rec.la[id].as_ref(), values[g.nodes[id].inputs[0].0].as_ref()) else {
+                    continue;
+                };
+                let (ma, va) = (m1[id].as_mut().unwrap(), m2[id].as_mut().unwrap());
+                for j in 0..a.len() {
+                    if a[j].is_nan() || la[j] <= 0.0 {
+                        continue;
+                    }
+                    let grad = la[j] * x[j];
+                    ma[j] = b1 * ma[j] + (1.0 - b1) * grad;
+                    va[j] = b2 * va[j] + (1.0 - b2) * grad * grad;
+                    let mh = ma[j] / (1.0 - b1.powi(it as i32 + 1));
+                    let vh = va[j] / (1.0 - b2.powi(it as i32 + 1));
+                    a[j] = (a[j] + lr * mh / (vh.sqrt() + eps)).clamp(range[id].0, range[id].1);
+                }
+            }
+            lr *= 0.98;
+        }
+        let b = self.backward_general(target, row, 1, Some(&alpha), None)?;
+        Ok(best.max(b.lower[0]))
+    }
+
+    /// Every node's value at the recorded x* through the lines the recorded lower pass chose
+    /// (lower lines where the matrix entry is >= 0, upper ones elsewhere).
+    fn relaxed_forward(&self, target: NodeId, rec: &Recording, alpha: &[Option<Vec<f64>>]) -> Vec<Option<Vec<f64>>> {
+        let g = self.graph;
+        let mut vals: Vec<Option<Vec<f64>>> = vec![None; target.0 + 1];
+        for id in 0..=target.0 {
+            let node = &g.nodes[id];
+            if let Op::Input(_) = node.op {
+                vals[id] = Some(rec.x_star.clone());
+                continue;
+            }
+            let Some(rel) = self.relax[id].as_ref() else { continue };
+            if node.inputs.iter().any(|p| vals[p.0].is_none()) {
+                continue;
+            }
+            let eval = |m: &AffineMap| {
+                let mut y = m.offset.clone();
+                for (k, p) in node.inputs.iter().enumerate() {
+                    m.parts[k].apply_add(vals[p.0].as_ref().unwrap(), &mut y);
+                }
+                y
+            };
+            let v = match rel {
+                Relaxation::Affine(m) => eval(m),
+                Relaxation::Bounds { lower, upper } => {
+                    let (mut lo, up) = (eval(lower), eval(upper));
+                    if let Some(a) = alpha[id].as_ref() {
+                        let x = vals[node.inputs[0].0].as_ref().unwrap();
+                        for j in 0..lo.len() {
+                            if !a[j].is_nan() {
+                                lo[j] = a[j] * x[j];
+                            }
+                        }
+                    }
+                    match rec.la[id].as_ref() {
+                        Some(la) => (0..lo.len()).map(|j| if la[j] >= 0.0 { lo[j] } else { up[j] }).collect(),
+                        None => lo,
+                    }
+                }
+            };
+            vals[id] = Some(v);
+        }
+        vals
     }
 }

@@ -45,6 +45,16 @@ pub fn certifies(graph: &Graph, region: &Region, method: Method, label: usize) -
         return Err(Error::InvalidArgument("a certified radius needs at least two classes".into()));
     }
     let spec = margin_spec(classes, label);
+    if method == Method::AlphaCrown {
+        // Only lower bounds matter: optimise those alone, after a cheap CROWN check.
+        let mut t = super::BoundTable::new(graph, region, method, out)?;
+        let crown = t.backward(out, &spec, classes - 1)?;
+        if crown.lower.iter().all(|&l| l > 0.0) {
+            return Ok(true);
+        }
+        let lower = t.alpha_lower(out, &spec, classes - 1, super::propagate::AlphaOptions::default())?;
+        return Ok(lower.iter().zip(&crown.lower).all(|(a, c)| a.max(*c) > 0.0));
+    }
     let b = bound_spec(graph, region, method, out, &spec, classes - 1)?;
     Ok(b.lower.iter().all(|&l| l > 0.0))
 }

@@ -108,6 +108,7 @@ fn bound_method_name(m: BoundMethod) -> &'static str {
     match m {
         BoundMethod::Ibp => "ibp",
         BoundMethod::Crown => "crown",
+        BoundMethod::AlphaCrown => "alpha-crown",
     }
 }
 
@@ -299,8 +300,12 @@ impl Engine {
             other => return Err(bad(&format!("unknown norm '{other}'"))),
         };
         let e = match m.name.as_str() {
-            "ibp" | "crown" => Engine::Bounds {
-                method: if m.name == "ibp" { BoundMethod::Ibp } else { BoundMethod::Crown },
+            "ibp" | "crown" | "alpha-crown" => Engine::Bounds {
+                method: match m.name.as_str() {
+                    "ibp" => BoundMethod::Ibp,
+                    "alpha-crown" => BoundMethod::AlphaCrown,
+                    _ => BoundMethod::Crown,
+                },
                 norm,
                 eps: num("eps")?,
                 max_radius: num("maxRadius")?,

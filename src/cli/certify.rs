@@ -25,7 +25,7 @@ pub enum MethodArg {
     Ibp,
     /// CROWN linear relaxation (never looser than IBP).
     Crown,
-    /// alpha-CROWN (not implemented yet: refused).
+    /// alpha-CROWN: CROWN with optimised lower ReLU slopes (Xu et al. 2021).
     #[value(name = "alpha-crown")]
     AlphaCrown,
     /// Randomized smoothing CERTIFY (L2, certifies the smoothed classifier g).
@@ -148,9 +148,7 @@ fn engine(a: &Args) -> anyhow::Result<Engine> {
     let method = match a.method {
         MethodArg::Ibp => Some(BoundMethod::Ibp),
         MethodArg::Crown => Some(BoundMethod::Crown),
-        MethodArg::AlphaCrown => {
-            bail!("alpha-crown is not implemented yet; use --method crown (never looser than IBP)")
-        }
+        MethodArg::AlphaCrown => Some(BoundMethod::AlphaCrown),
         MethodArg::Smoothing => None,
     };
     let e = match method {

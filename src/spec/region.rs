@@ -141,6 +141,28 @@ impl Region {
         self.min_linear_in(a, &blo, &bhi)
     }
 
+    /// A point of the region (approximately) minimising a . x: the box corner for L-inf, the
+    /// ball's extreme point (moved into the box) for L2 and L1. Used to steer optimisers;
+    /// soundness never depends on it.
+    pub fn minimizer(&self, a: &[f64], blo: &[f64], bhi: &[f64]) -> Vec<f64> {
+        let corner = |i: usize| if a[i] >= 0.0 { blo[i] } else { bhi[i] };
+        match self.norm {
+            Norm::Inf => (0..a.len()).map(corner).collect(),
+            Norm::L2 => {
+                let n = a.iter().map(|v| v * v).sum::<f64>().sqrt().max(f64::MIN_POSITIVE);
+                (0..a.len()).map(|i| (self.center[i] - self.eps * a[i] / n).clamp(blo[i], bhi[i])).collect()
+            }
+            Norm::L1 => {
+                let k = (0..a.len()).max_by(|&i, &j| a[i].abs().total_cmp(&a[j].abs())).unwrap_or(0);
+                let mut x = self.center.clone();
+                if !x.is_empty() {
+                    x[k] = (x[k] - self.eps * a[k].signum()).clamp(blo[k], bhi[k]);
+                }
+                x
+            }
+        }
+    }
+
     /// [`min_linear`](Region::min_linear) with the bounding box computed once by the caller.
     pub fn min_linear_in(&self, a: &[f64], blo: &[f64], bhi: &[f64]) -> f64 {
         // Box bound: sum of min(a*lo, a*hi) in round-to-nearest, then lowered by Higham's
