@@ -20,7 +20,7 @@
 //! let envelope = sign(&statement, &key)?;
 //! let paths = write(&envelope, "certificates/model")?;
 //! let checked = verify(&std::fs::read(&paths.envelope)?, &key.public_key(), &Expected::default())?;
-//! # Ok::<(), robustcert::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 pub mod certify;

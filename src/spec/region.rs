@@ -179,7 +179,8 @@ impl Region {
             n += 1;
         }
         let g = crate::num::gamma(n + 1);
-        let box_bound = crate::num::sub_down(sum, mul_up(crate::num::up(abs * (1.0 + 2.0 * g)), g));
+        let slack = if abs == 0.0 { 0.0 } else { mul_up(crate::num::up(abs * (1.0 + 2.0 * g)), g) };
+        let box_bound = crate::num::sub_down(sum, slack);
         if self.norm == Norm::Inf {
             return box_bound;
         }
