@@ -120,8 +120,24 @@ impl<'g> BoundTable<'g> {
                 Method::Ibp => affine_of_input[id] && region.norm != crate::spec::Norm::Inf,
             };
             if refine && feeds_nonlinear && !matches!(node.op, Op::Input(_)) {
+                // Inputs of a MaxPool matter only where they can be a window's maximum.
+                let mut pool_relevant: Option<Vec<bool>> = None;
+                for u in &users[id] {
+                    if let Op::MaxPool(mp) = &graph.nodes[u.0].op {
+                        let rel = mp.can_be_max(&node.shape, &iv.lo, &iv.hi)?;
+                        pool_relevant = Some(match pool_relevant {
+                            None => rel,
+                            Some(prev) => prev.iter().zip(&rel).map(|(a, b)| *a || *b).collect(),
+                        });
+                    }
+                }
                 let rows: Vec<usize> = (0..iv.lo.len())
-                    .filter(|&i| users[id].iter().any(|u| worth_refining(&graph.nodes[u.0].op, iv.lo[i], iv.hi[i])))
+                    .filter(|&i| {
+                        users[id].iter().any(|u| match &graph.nodes[u.0].op {
+                            Op::MaxPool(_) => pool_relevant.as_ref().is_some_and(|r| r[i] && iv.lo[i] < iv.hi[i]),
+                            op => worth_refining(op, iv.lo[i], iv.hi[i]),
+                        })
+                    })
                     .collect();
                 if !rows.is_empty() {
                     // Provisional bounds let the backward pass start at this node.

@@ -171,6 +171,34 @@ fn max_nan<T: Scalar>(a: T, v: T) -> T {
     }
 }
 
+impl MaxPool {
+    /// Which inputs can be a window's maximum somewhere in the boxes [lo, hi]: those whose
+    /// upper bound reaches the largest lower bound of some window they are in. The others
+    /// never affect the output (nor its relaxation), so their bounds need no refining.
+    pub fn can_be_max(&self, x: &[usize], lo: &[f64], hi: &[f64]) -> Result<Vec<bool>> {
+        let g = self.geometry(x)?;
+        let (rows_w, cols_w) = (g.h.windows(), g.w.windows());
+        let (win, hin) = (g.w.input, g.h.input);
+        let mut out = vec![false; lo.len()];
+        for p in 0..g.planes {
+            for rw in &rows_w {
+                for cw in &cols_w {
+                    let cells = (0..rw.count)
+                        .flat_map(|i| (0..cw.count).map(move |j| (i, j)))
+                        .map(|(i, j)| p * hin * win + (rw.first + i * g.h.d) * win + cw.first + j * g.w.d);
+                    let best_lo = cells.clone().map(|c| lo[c]).fold(f64::NEG_INFINITY, f64::max);
+                    for c in cells {
+                        if hi[c] >= best_lo {
+                            out[c] = true;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl Operator for MaxPool {
     fn name(&self) -> &'static str {
         "MaxPool"
