@@ -68,3 +68,99 @@ fn errors_exit_2_with_cause() {
     assert!(err.contains("does not fit"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The first sample of a fixture's inputs, written as its own .npy.
+fn one_sample(name: &str, dir: &std::path::Path) -> (std::path::PathBuf, Vec<f32>) {
+    let x = robustcert::data::read_array(fixtures().join(format!("models/{name}.input.npy"))).unwrap();
+    let row: usize = x.shape()[1..].iter().product();
+    let mut shape = x.shape().to_vec();
+    shape[0] = 1;
+    let data: Vec<f32> = x.data()[..row].iter().map(|&v| v as f32).collect();
+    let p = dir.join(format!("{name}.one.npy"));
+    robustcert::data::write_npy(&p, &robustcert::ir::Tensor::new(shape, data.clone()).unwrap()).unwrap();
+    (p, data)
+}
+
+#[test]
+fn bounds_and_radius_json_contract() {
+    let dir = std::env::temp_dir().join(format!("robustcert-cli-bounds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (x, data) = one_sample("mlp_relu", &dir);
+    let m = robustcert::onnx::load_file(model_path("mlp_relu")).unwrap();
+    let shape = m.graph.input_info[0].shape.clone();
+    let y = m
+        .graph
+        .forward(&[&robustcert::ir::Tensor::new(shape.clone(), data.iter().map(|&v| v as f64).collect()).unwrap()])
+        .unwrap();
+    let y = y[0].data().to_vec();
+    for method in ["ibp", "crown", "alpha-crown"] {
+        let (code, out, err) = robustcert(&[
+            "bounds",
+            &model_path("mlp_relu"),
+            "--input",
+            x.to_str().unwrap(),
+            "--eps",
+            "0.01",
+            "--norm",
+            "inf",
+            "--method",
+            method,
+            "--clip",
+            "0",
+            "1",
+            "--json",
+        ]);
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let lo: Vec<f64> = v["lower"].as_array().unwrap().iter().map(|a| a.as_f64().unwrap()).collect();
+        let hi: Vec<f64> = v["upper"].as_array().unwrap().iter().map(|a| a.as_f64().unwrap()).collect();
+        assert_eq!(lo.len(), y.len());
+        for j in 0..y.len() {
+            assert!(lo[j] <= y[j] && y[j] <= hi[j], "{method}: output {j} {} outside [{}, {}]", y[j], lo[j], hi[j]);
+        }
+        assert!(v["guarantee"].as_str().unwrap().contains("real-valued"));
+    }
+    // radius: the label is the clean prediction; every sampled point inside the certified
+    // L2 ball keeps it.
+    let label = y.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
+    let (code, out, err) = robustcert(&[
+        "radius",
+        &model_path("mlp_relu"),
+        "--input",
+        x.to_str().unwrap(),
+        "--label",
+        &label.to_string(),
+        "--norm",
+        "2",
+        "--method",
+        "crown",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let r = v["radius"].as_f64().unwrap();
+    assert!(r > 0.0 && r < 16.0, "{r}");
+    let mut s = 0x2545f4914f6cdd1du64;
+    for _ in 0..300 {
+        let dirn: Vec<f64> = (0..data.len())
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+            })
+            .collect();
+        let n = dirn.iter().map(|d| d * d).sum::<f64>().sqrt();
+        let p: Vec<f64> = data.iter().zip(&dirn).map(|(&c, d)| c as f64 + r * d / n).collect();
+        let out = m.graph.forward(&[&robustcert::ir::Tensor::new(shape.clone(), p).unwrap()]).unwrap();
+        let o = out[0].data();
+        let top = o.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
+        assert_eq!(top, label, "a point at the certified radius changed the label");
+    }
+    // Bad arguments are errors with exit 2.
+    let (code, _, err) =
+        robustcert(&["radius", &model_path("mlp_relu"), "--input", x.to_str().unwrap(), "--label", "99"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("label 99"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -72,9 +72,7 @@ fn engine(m: MethodArg) -> anyhow::Result<Engine> {
     match m {
         MethodArg::Ibp => Ok(Engine::Ibp),
         MethodArg::Crown => Ok(Engine::Crown),
-        MethodArg::AlphaCrown => {
-            bail!("alpha-crown is not implemented yet; use --method crown (never looser than IBP)")
-        }
+        MethodArg::AlphaCrown => Ok(Engine::AlphaCrown),
     }
 }
 
