@@ -196,8 +196,22 @@ fn engine(a: &Args) -> anyhow::Result<Engine> {
     Ok(e)
 }
 
+/// A signed certificate as [`certify_and_sign`] wrote it.
+pub(crate) struct Signed {
+    pub statement: cert::Statement,
+    pub paths: cert::CertificatePaths,
+    pub key: SigningKey,
+    pub threads: usize,
+}
+
 pub fn run(a: Args) -> anyhow::Result<Outcome> {
-    let engine = engine(&a)?;
+    let Signed { statement, paths, key, threads } = certify_and_sign(&a)?;
+    print_summary(&a, &statement, &paths, &key, threads)
+}
+
+/// Runs the engine over the inputs, builds, signs and writes the certificate (no printing).
+pub(crate) fn certify_and_sign(a: &Args) -> anyhow::Result<Signed> {
+    let engine = engine(a)?;
     let Some(key_path) = &a.key else {
         bail!(
             "certify signs every certificate and no --key was given: pass --key PRIVATE.pem (create a pair with \
@@ -295,7 +309,16 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
     let statement = builder.build().context("cannot build the certificate")?;
     let envelope = cert::sign(&statement, &key)?;
     let paths = cert::write(&envelope, &a.out)?;
+    Ok(Signed { statement, paths, key, threads })
+}
 
+fn print_summary(
+    a: &Args,
+    statement: &cert::Statement,
+    paths: &cert::CertificatePaths,
+    key: &SigningKey,
+    threads: usize,
+) -> anyhow::Result<Outcome> {
     let p = &statement.predicate;
     let overall = &p.results.aggregates.overall;
     let verdict = p.acceptance.verdict.as_str();
