@@ -23,6 +23,7 @@ pub mod ir;
 pub mod num;
 pub mod onnx;
 pub mod ops;
+pub mod report;
 pub mod smoothing;
 pub mod spec;
 pub mod verify;

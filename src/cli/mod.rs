@@ -4,6 +4,7 @@
 mod bounds;
 mod certify;
 mod check_cert;
+mod demo;
 mod inspect;
 mod keygen;
 mod predict;
@@ -44,6 +45,9 @@ pub enum Command {
     /// Decide a VNN-LIB property (sat / unsat / timeout / unknown on the first line of stdout):
     /// PGD falsification, CROWN, then branch and bound by input splitting. Exit 0 for any verdict.
     Verify(verify::Args),
+    /// Run the bundled SYNTHETIC dermatology demo: certify with CROWN and randomized smoothing,
+    /// sign both certificates and write an HTML report.
+    Demo(demo::Args),
 }
 
 /// How a command ended, mapped to the process exit code.
@@ -76,6 +80,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::CheckCert(a) => check_cert::run(a),
         Command::Smooth(a) => smooth::run(a),
         Command::Verify(a) => verify::run(a),
+        Command::Demo(a) => demo::run(a),
     }
 }
 
