@@ -9,6 +9,7 @@ mod certify;
 mod cli;
 mod common;
 mod data;
+mod demo;
 mod fixtures;
 mod hostile;
 mod smoothing;
