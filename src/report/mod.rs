@@ -119,14 +119,33 @@ pub fn curve_svg(s: &Statement, colour: &str) -> String {
         .collect();
     radii.sort_by(|a, b| a.total_cmp(b));
     radii.dedup();
+    // Bound methods search radii only up to the largest reported radius: the curve ends there
+    // (beyond it the accuracy is unknown, not zero).
+    let search_cap = (!p.method.probabilistic)
+        .then(|| p.threat_model.radii.iter().copied().fold(0.0f64, f64::max))
+        .filter(|&c| c > 0.0);
     let mut pts = vec![(0.0, certified_accuracy_at(s, 0.0))];
     for &r in &radii {
-        let before = certified_accuracy_at(s, r);
-        let after = certified_accuracy_at(s, r + 1e-12);
-        pts.push((r, before));
-        pts.push((r, after));
+        pts.push((r, certified_accuracy_at(s, r)));
+        if search_cap.is_some_and(|c| r >= c) {
+            break;
+        }
+        pts.push((r, certified_accuracy_at(s, r + 1e-12)));
     }
-    pts.push((rmax, certified_accuracy_at(s, rmax)));
+    match search_cap {
+        Some(c) => {
+            if pts.last().is_some_and(|&(r, _)| r < c) {
+                pts.push((c, certified_accuracy_at(s, c)));
+            }
+            let _ = write!(
+                o,
+                r##"<text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end" fill="#666">radius search stops at {c}</text>"##,
+                ml + pw - 4.0,
+                mt + 14.0
+            );
+        }
+        None => pts.push((rmax, certified_accuracy_at(s, rmax))),
+    }
     let path: Vec<String> = pts.iter().map(|&(r, a)| format!("{:.1},{:.1}", sx(r), sy(a))).collect();
     let _ = write!(o, r#"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/>"#, path.join(" "));
     // The certificate's reported radii.
