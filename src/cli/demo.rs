@@ -53,7 +53,15 @@ fn demo_dir(a: &Args) -> PathBuf {
     }
 }
 
-fn base_args(model: &Path, x: &Path, y: &Path, key: &Path, out: PathBuf, names: &[String], pre: &str) -> certify_cmd::Args {
+fn base_args(
+    model: &Path,
+    x: &Path,
+    y: &Path,
+    key: &Path,
+    out: PathBuf,
+    names: &[String],
+    pre: &str,
+) -> certify_cmd::Args {
     certify_cmd::Args {
         model: model.to_path_buf(),
         data: x.to_path_buf(),

@@ -110,13 +110,8 @@ pub fn curve_svg(s: &Statement, colour: &str) -> String {
         y = sy(ca)
     );
     // Step curve: accuracy drops just after each proved radius.
-    let mut radii: Vec<f64> = p
-        .results
-        .per_input
-        .iter()
-        .filter(|x| x.outcome == Outcome::Proved)
-        .map(|x| x.certified_radius)
-        .collect();
+    let mut radii: Vec<f64> =
+        p.results.per_input.iter().filter(|x| x.outcome == Outcome::Proved).map(|x| x.certified_radius).collect();
     radii.sort_by(|a, b| a.total_cmp(b));
     radii.dedup();
     // Bound methods search radii only up to the largest reported radius: the curve ends there
