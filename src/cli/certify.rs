@@ -352,18 +352,7 @@ fn print_summary(
         let outcomes: Vec<String> =
             overall.outcomes.iter().filter(|(_, &v)| v > 0).map(|(k, v)| format!("{k} {v}")).collect();
         println!("outcomes    {}", outcomes.join(", "));
-        for c in &overall.certified_accuracy {
-            println!(
-                "  r = {:<8} certified accuracy {}/{} = {:.4}  [{:.4}, {:.4}] ({}% Clopper-Pearson)",
-                c.radius,
-                c.value.count,
-                c.value.n,
-                c.value.rate,
-                c.value.lower,
-                c.value.upper,
-                p.statistics.interval_confidence * 100.0
-            );
-        }
+        super::print_certified_accuracy(p);
         if p.statistics.alpha_per_input > 0.0 {
             println!("statistics  {}", p.statistics.interpretation);
         }

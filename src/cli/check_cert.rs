@@ -108,18 +108,7 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
                 "method      {}, certifies the {}; threat model {} radii {:?}",
                 p.method.name, p.method.certified_classifier, p.threat_model.norm, p.threat_model.radii
             );
-            for c in &overall.certified_accuracy {
-                println!(
-                    "  r = {:<8} certified accuracy {}/{} = {:.4}  [{:.4}, {:.4}] ({}% Clopper-Pearson)",
-                    c.radius,
-                    c.value.count,
-                    c.value.n,
-                    c.value.rate,
-                    c.value.lower,
-                    c.value.upper,
-                    p.statistics.interval_confidence * 100.0
-                );
-            }
+            super::print_certified_accuracy(p);
             println!("verdict     {} ({} criteria)", p.acceptance.verdict, p.acceptance.criteria.len());
             println!("signed at   {} by {} ({})", p.attestation.signed_at, p.attestation.signer, p.attestation.meaning);
             if let Some(r) = &report {

@@ -89,3 +89,19 @@ pub(crate) fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string(v)?);
     Ok(())
 }
+
+/// Prints a certificate's certified accuracy at each radius with its Clopper-Pearson interval.
+pub(crate) fn print_certified_accuracy(p: &crate::cert::RobustnessPredicate) {
+    for c in &p.results.aggregates.overall.certified_accuracy {
+        println!(
+            "  r = {:<8} certified accuracy {}/{} = {:.4}  [{:.4}, {:.4}] ({}% Clopper-Pearson)",
+            c.radius,
+            c.value.count,
+            c.value.n,
+            c.value.rate,
+            c.value.lower,
+            c.value.upper,
+            p.statistics.interval_confidence * 100.0
+        );
+    }
+}

@@ -271,14 +271,7 @@ pub fn certify(
     index: u64,
     target_radius: Option<f64>,
 ) -> Result<Certificate> {
-    let base = cfg.noise.base(x)?;
-    if base.len() != sampler.sample_len() {
-        return Err(Error::Shape(format!(
-            "input has {} values, the model input takes {}",
-            base.len(),
-            sampler.sample_len()
-        )));
-    }
+    let base = checked_base(sampler, cfg, x)?;
     let sigma = cfg.noise.sigma();
     let margin = cfg.noise.p_margin(base.len());
     let base_class = sampler.base_class(&base)?;
@@ -358,9 +351,8 @@ pub struct Prediction {
     pub samples_used: u64,
 }
 
-/// PREDICT for one input: n samples, the two-sided binomial test on the top two counts;
-/// abstain when its p-value exceeds alpha.
-pub fn predict(sampler: &Sampler, cfg: &Config, x: &[f64], index: u64) -> Result<Prediction> {
+/// The input as the noise mode reads it, checked against the model's input size.
+fn checked_base(sampler: &Sampler, cfg: &Config, x: &[f64]) -> Result<Base> {
     let base = cfg.noise.base(x)?;
     if base.len() != sampler.sample_len() {
         return Err(Error::Shape(format!(
@@ -369,6 +361,13 @@ pub fn predict(sampler: &Sampler, cfg: &Config, x: &[f64], index: u64) -> Result
             sampler.sample_len()
         )));
     }
+    Ok(base)
+}
+
+/// PREDICT for one input: n samples, the two-sided binomial test on the top two counts;
+/// abstain when its p-value exceeds alpha.
+pub fn predict(sampler: &Sampler, cfg: &Config, x: &[f64], index: u64) -> Result<Prediction> {
+    let base = checked_base(sampler, cfg, x)?;
     let counts = sampler.counts(&cfg.noise, &base, cfg.seed, index, Stream::Predict, 0, cfg.n, cfg.batch)?;
     let a = top(&counts);
     let k = counts.len() - 1;
