@@ -444,7 +444,8 @@ pub enum Metric {
     CleanAccuracy,
 }
 
-/// One acceptance criterion: `metric at radius (on slice) >= threshold`.
+/// One acceptance criterion: `metric at radius (on slice) >= threshold`, or, with a
+/// `confidence`, `one-sided lower Clopper-Pearson bound of the metric >= threshold`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Criterion {
@@ -454,21 +455,35 @@ pub struct Criterion {
     /// A slice name; None = all evaluated inputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slice: Option<String>,
+    /// When set (in (0.5, 1)), the value tested is the one-sided lower Clopper-Pearson bound of
+    /// the metric at this confidence (P(true rate < bound) <= 1 - confidence), not the point
+    /// estimate: "certified accuracy >= 0.7 with 99% confidence". Absent in older certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
 }
 
 impl Criterion {
-    /// Parses `METRIC@RADIUS>=THRESHOLD[/SLICE]`, METRIC one of `certified_accuracy`,
-    /// `certified_accuracy_lower`, `clean_accuracy` (e.g. `certified_accuracy@0.25>=0.7`).
+    /// Parses `METRIC@RADIUS>=THRESHOLD[;confidence=C][/SLICE]`, METRIC one of
+    /// `certified_accuracy`, `certified_accuracy_lower`, `clean_accuracy` (e.g.
+    /// `certified_accuracy@0.25>=0.7`, `certified_accuracy@0.25>=0.7;confidence=0.99`).
     pub fn parse(text: &str) -> Result<Self> {
         let bad = |why: &str| {
             Error::InvalidArgument(format!(
-                "criterion '{text}': {why} (expected METRIC@RADIUS>=THRESHOLD[/SLICE], e.g. certified_accuracy@0.25>=0.7)"
+                "criterion '{text}': {why} (expected METRIC@RADIUS>=THRESHOLD[;confidence=C][/SLICE], e.g. \
+                 certified_accuracy@0.25>=0.7)"
             ))
         };
         let (body, slice) = match text.split_once('/') {
             Some((b, s)) if !s.is_empty() => (b, Some(s.to_string())),
             Some(_) => return Err(bad("empty slice name")),
             None => (text, None),
+        };
+        let (body, confidence) = match body.split_once(';') {
+            Some((b, c)) => {
+                let v = c.trim().strip_prefix("confidence=").ok_or_else(|| bad("expected ';confidence=C'"))?;
+                (b, Some(v.trim().parse::<f64>().map_err(|_| bad("confidence is not a number"))?))
+            }
+            None => (body, None),
         };
         let (lhs, thr) = body.split_once(">=").ok_or_else(|| bad("no '>='"))?;
         let (metric, radius) = match lhs.split_once('@') {
@@ -485,7 +500,43 @@ impl Criterion {
         if !(radius.is_finite() && radius >= 0.0 && (0.0..=1.0).contains(&threshold)) {
             return Err(bad("radius must be >= 0 and threshold in [0, 1]"));
         }
-        Ok(Criterion { metric, radius, threshold, slice })
+        let c = Criterion { metric, radius, threshold, slice, confidence };
+        c.check_confidence().map_err(|why| bad(&why))?;
+        Ok(c)
+    }
+
+    /// A confidence must lie in (0.5, 1) (a one-sided bound below 50% is above the estimate) and
+    /// applies to a point-estimate metric, not to `certified_accuracy_lower` (already a bound).
+    pub fn check_confidence(&self) -> std::result::Result<(), String> {
+        match self.confidence {
+            None => Ok(()),
+            Some(c) if !(c > 0.5 && c < 1.0) => Err(format!("confidence {c} must be in (0.5, 1), e.g. 0.99")),
+            Some(_) if self.metric == Metric::CertifiedAccuracyLower => {
+                Err("certified_accuracy_lower is already a bound (at the certificate's interval confidence): use \
+                 certified_accuracy with a confidence"
+                    .into())
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// The text form [`Criterion::parse`] reads back to the same criterion.
+    pub fn to_text(&self) -> String {
+        let metric = match self.metric {
+            Metric::CertifiedAccuracy => "certified_accuracy",
+            Metric::CertifiedAccuracyLower => "certified_accuracy_lower",
+            Metric::CleanAccuracy => "clean_accuracy",
+        };
+        // f64 Display is the shortest text that parses back to the same value.
+        let mut s = format!("{metric}@{}>={}", self.radius, self.threshold);
+        if let Some(c) = self.confidence {
+            s.push_str(&format!(";confidence={c}"));
+        }
+        if let Some(sl) = &self.slice {
+            s.push('/');
+            s.push_str(sl);
+        }
+        s
     }
 }
 
@@ -495,8 +546,12 @@ impl Criterion {
 pub struct CriterionResult {
     #[serde(flatten)]
     pub criterion: Criterion,
-    /// The observed value (null when the radius or slice was not evaluated: the criterion fails).
+    /// The observed value (null when the radius or slice was not evaluated: the criterion fails):
+    /// the metric, or, with a `confidence`, its one-sided lower Clopper-Pearson bound.
     pub observed: Option<f64>,
+    /// With a `confidence`: the metric's point estimate k / n (what `observed` bounds from below).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub point_estimate: Option<f64>,
     pub pass: bool,
 }
 
@@ -510,16 +565,28 @@ pub fn evaluate(criteria: &[Criterion], results: &[InputResult], slices: &[Slice
                 None => Some(None),
                 Some(s) => slices.iter().find(|x| &x.name == s).map(|x| Some(x.indices.as_slice())),
             };
-            let observed = indices.map(|ix| {
+            let values = indices.map(|ix| {
                 let a = aggregate("criterion", results, ix, &[c.radius], confidence);
-                match c.metric {
-                    Metric::CertifiedAccuracy => a.certified_accuracy[0].value.rate,
-                    Metric::CertifiedAccuracyLower => a.certified_accuracy[0].value.lower,
-                    Metric::CleanAccuracy => a.clean_accuracy.rate,
+                let value = match c.metric {
+                    Metric::CertifiedAccuracy | Metric::CertifiedAccuracyLower => &a.certified_accuracy[0].value,
+                    Metric::CleanAccuracy => &a.clean_accuracy,
+                };
+                match (c.metric, c.confidence) {
+                    (Metric::CertifiedAccuracyLower, _) => (value.lower, None),
+                    // One-sided at level c = the lower end of the two-sided interval at 2c - 1
+                    // (each tail of that interval holds (1 - (2c - 1)) / 2 = 1 - c).
+                    (_, Some(conf)) if conf > 0.5 && conf < 1.0 => {
+                        (clopper_pearson(value.count as u64, value.n as u64, 2.0 * conf - 1.0).0, Some(value.rate))
+                    }
+                    // A confidence outside (0.5, 1) cannot be honoured: the criterion fails.
+                    (_, Some(_)) => (f64::NEG_INFINITY, Some(value.rate)),
+                    (_, None) => (value.rate, None),
                 }
             });
+            let observed = values.map(|v| v.0).filter(|v| v.is_finite());
+            let point_estimate = values.and_then(|v| v.1);
             let pass = observed.is_some_and(|v| v >= c.threshold);
-            CriterionResult { criterion: c.clone(), observed, pass }
+            CriterionResult { criterion: c.clone(), observed, point_estimate, pass }
         })
         .collect();
     let verdict = if out.is_empty() {
@@ -616,5 +683,36 @@ mod tests {
         let lower = Criterion { metric: Metric::CertifiedAccuracyLower, ..c };
         assert_eq!(evaluate(&[lower], &rs, &[], 0.95).verdict, "FAIL");
         assert_eq!(evaluate(&[], &rs, &[], 0.95).verdict, "NONE");
+    }
+
+    #[test]
+    fn confidence_tests_the_one_sided_lower_bound() {
+        let c = Criterion::parse("certified_accuracy@0.25>=0.7;confidence=0.99/class 0").unwrap();
+        assert_eq!(c.confidence, Some(0.99));
+        assert_eq!(c.slice.as_deref(), Some("class 0"));
+        assert_eq!(Criterion::parse(&c.to_text()).unwrap(), c);
+        for bad in [
+            "certified_accuracy@0.25>=0.7;confidence=0.4",
+            "certified_accuracy@0.25>=0.7;confidence=1",
+            "certified_accuracy@0.25>=0.7;conf=0.9",
+            "certified_accuracy_lower@0.25>=0.7;confidence=0.9",
+        ] {
+            assert!(Criterion::parse(bad).is_err(), "{bad}");
+        }
+        // 8 of 10 certified: the point estimate 0.8 passes 0.7, the 99% lower bound (R:
+        // qbeta(0.01, 8, 3) = 0.38826, the one-sided 99% bound) does not.
+        let mut rs: Vec<InputResult> = (0..10)
+            .map(|i| InputResult::new(i, Some(0), if i < 8 { Outcome::Proved } else { Outcome::Inconclusive }, 0.3))
+            .collect();
+        rs.iter_mut().for_each(|r| r.label = 0);
+        let slices = [Slice { name: "class 0".into(), kind: "class".into(), indices: (0..10).collect() }];
+        let a = evaluate(std::slice::from_ref(&c), &rs, &slices, 0.95);
+        let r = &a.criteria[0];
+        assert_eq!(r.point_estimate, Some(0.8));
+        let lower = r.observed.unwrap();
+        assert!((lower - 0.388257).abs() < 1e-5, "{lower}");
+        assert!(!r.pass && a.verdict == "FAIL");
+        let loose = Criterion { threshold: 0.388, ..c };
+        assert_eq!(evaluate(&[loose], &rs, &slices, 0.95).verdict, "PASS");
     }
 }
