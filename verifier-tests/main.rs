@@ -12,6 +12,7 @@ mod data;
 mod demo;
 mod fixtures;
 mod hostile;
+mod milp;
 mod smoothing;
 mod soundness;
 mod verify;

@@ -3,6 +3,7 @@
 //! intermediate bounds and dual-norm concretisation, all in f64 with rounding accounted for.
 
 pub mod affine;
+pub mod lp;
 pub mod propagate;
 pub mod radius;
 
