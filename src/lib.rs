@@ -19,6 +19,7 @@ pub mod cert;
 pub mod cli;
 pub mod data;
 pub mod error;
+pub mod gate;
 pub mod ir;
 pub mod num;
 pub mod onnx;

@@ -11,6 +11,7 @@ mod common;
 mod data;
 mod demo;
 mod fixtures;
+mod gate;
 mod hostile;
 mod milp;
 mod smoothing;

@@ -3,6 +3,7 @@
 
 mod bounds;
 mod certify;
+mod check;
 mod check_cert;
 mod demo;
 mod inspect;
@@ -39,6 +40,9 @@ pub enum Command {
     Certify(certify::Args),
     /// Verify a signed robustness certificate: signature, key, and optionally model and data files.
     CheckCert(check_cert::Args),
+    /// The CI gate: certify as robustcert.toml says, test its thresholds, write JUnit XML and JSON;
+    /// exit 0 when every threshold holds, 1 when one fails, 2 on errors.
+    Check(check::Args),
     /// Randomized smoothing (Cohen et al. 2019): certify an L2 radius for the smoothed classifier,
     /// predict with it, decide a target radius sequentially, or replay a recorded result.
     Smooth(smooth::Args),
@@ -78,6 +82,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Keygen(a) => keygen::run(a),
         Command::Certify(a) => certify::run(a),
         Command::CheckCert(a) => check_cert::run(a),
+        Command::Check(a) => check::run(a),
         Command::Smooth(a) => smooth::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Demo(a) => demo::run(a),
