@@ -25,6 +25,7 @@
 
 pub mod certify;
 pub mod dsse;
+pub mod journal;
 pub mod keys;
 pub mod predicate;
 pub mod recheck;
@@ -171,6 +172,9 @@ pub struct DatasetSubject {
     pub slices: Vec<Slice>,
     /// How the evaluated inputs were chosen; default: all inputs that have a result.
     pub selection: Option<Selection>,
+    /// Set by [`Self::from_record`]: the number of samples in the data files, whose arrays are
+    /// not loaded (results then carry their own label and input digest).
+    recorded_size: Option<usize>,
 }
 
 fn data_format(path: &Path) -> String {
@@ -222,16 +226,38 @@ impl DatasetSubject {
             input_digest_encoding: SAMPLE_DIGEST_ENCODING.into(),
         };
         let name = format!("{}+{}", manifest.inputs.name, manifest.labels.name);
-        Ok(DatasetSubject { name, manifest, x, labels, slices: vec![], selection: None })
+        Ok(DatasetSubject { name, manifest, x, labels, slices: vec![], selection: None, recorded_size: None })
+    }
+
+    /// The data as an earlier run recorded them ([`journal`]): manifest, size, selection and
+    /// slices without the arrays. The builder then takes each result's `label` and `inputDigest`
+    /// as recorded (they were filled from the data files by the run that computed the result),
+    /// so `robustcert merge` can assemble a certificate from journals alone.
+    pub fn from_record(
+        name: String,
+        manifest: DatasetManifest,
+        size: usize,
+        selection: Option<Selection>,
+        slices: Vec<Slice>,
+    ) -> Self {
+        DatasetSubject {
+            name,
+            manifest,
+            x: Tensor::new(vec![0], vec![]).expect("an empty tensor"),
+            labels: vec![],
+            slices,
+            selection,
+            recorded_size: Some(size),
+        }
     }
 
     /// Number of samples.
     pub fn len(&self) -> usize {
-        self.labels.len()
+        self.recorded_size.unwrap_or(self.labels.len())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
+        self.len() == 0
     }
 
     /// The labels.
@@ -246,7 +272,7 @@ impl DatasetSubject {
 
     /// Sample `i`'s values (C order), or None when out of range.
     pub fn sample(&self, i: usize) -> Option<&[f64]> {
-        let n = self.len();
+        let n = self.labels.len();
         if i >= n || n == 0 {
             return None;
         }
@@ -538,14 +564,22 @@ impl CertificateBuilder {
         let mut results = self.results;
         for r in &mut results {
             let i = r.index;
-            let Some(sample) = self.dataset.sample(i) else {
-                return bad(format!("result for input {i}, but the data has {n_data} inputs"));
-            };
+            match self.dataset.sample(i) {
+                Some(sample) => {
+                    r.label = self.dataset.labels[i];
+                    r.input_digest = sample_digest(sample);
+                }
+                // Recorded data (a journal): label and digest come with the result.
+                None if i < n_data && self.dataset.recorded_size.is_some() => {
+                    if r.input_digest.len() != 64 || !r.input_digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        return bad(format!("recorded result for input {i} has no input digest"));
+                    }
+                }
+                None => return bad(format!("result for input {i}, but the data has {n_data} inputs")),
+            }
             if !seen.insert(i) {
                 return bad(format!("two results for input {i}"));
             }
-            r.label = self.dataset.labels[i];
-            r.input_digest = sample_digest(sample);
             if let Some(p) = r.prediction {
                 if num_classes > 0 && p >= num_classes {
                     return bad(format!("input {i}: prediction {p} but the model has {num_classes} classes"));

@@ -7,16 +7,18 @@
 
 use super::{print_json, Outcome};
 use crate::bounds::Method as BoundMethod;
-use crate::cert::certify::{certify_all, radius_on_grid, samples, Attack, Engine, RADIUS_REL_TOL, SMOOTHING_RNG};
-use crate::cert::{
-    self, CertificateBuilder, Criterion, DatasetSubject, ModelSubject, RunInfo, SigningKey, ThreatModel,
+use crate::cert::certify::{certify_input, radius_on_grid, samples, Attack, Engine, RADIUS_REL_TOL, SMOOTHING_RNG};
+use crate::cert::journal::{
+    self, assemble, Assembly, DatasetRecord, Header, JournalWriter, ReadOutcome, RunRecord, Session, Shard,
 };
+use crate::cert::{self, Criterion, DatasetSubject, InputResult, ModelSubject, SigningKey, ThreatModel, Verifier};
+use crate::data::dataset::{parse_indices, Dataset, LoadOptions, Preprocess, RandomSubset, Selection};
 use crate::spec::Norm;
 use crate::{onnx, smoothing};
 use anyhow::{bail, Context};
 use serde_json::json;
-use std::path::PathBuf;
-use std::time::SystemTime;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
 
 /// The verification method.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -52,11 +54,13 @@ pub enum AttackArg {
 pub struct Args {
     /// The ONNX model (a classifier with one input).
     pub model: PathBuf,
-    /// Inputs [N, ...] (.npy or one-array .npz, any numeric type; float32 recommended).
-    #[arg(long)]
+    /// Inputs [N, ...] (.npy or one-array .npz, any numeric type; float32 recommended). Or
+    /// --dataset SOURCE.
+    #[arg(long, default_value = "", hide_default_value = true, value_parser = path_or_empty())]
     pub data: PathBuf,
-    /// Integer class labels [N] (or [N, 1]); integer or float .npy.
-    #[arg(long)]
+    /// Integer class labels [N] (or [N, 1]); integer or float .npy. With --dataset: the labels of
+    /// an array source (a file, file.npz:name or an array name of the .npz).
+    #[arg(long, default_value = "", hide_default_value = true, value_parser = path_or_empty())]
     pub labels: PathBuf,
     #[arg(long, value_enum)]
     pub method: MethodArg,
@@ -108,7 +112,7 @@ pub struct Args {
     /// Acceptance criteria, e.g. "certified_accuracy@0.25>=0.7" (repeatable; all must hold).
     #[arg(long)]
     pub criteria: Vec<String>,
-    /// Only the first N inputs of the data files.
+    /// Only the first N inputs (alias of --limit).
     #[arg(long)]
     pub first: Option<usize>,
     /// The signing key (PKCS#8 PEM, ECDSA P-256 or Ed25519, as written by `keygen`).
@@ -135,6 +139,13 @@ pub struct Args {
     /// Print one JSON summary object instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Paths where the empty default means "not given" (`--data`/`--labels` are optional with
+/// `--dataset`; the field stays a `PathBuf` so callers building `Args` are unaffected).
+fn path_or_empty() -> impl clap::builder::TypedValueParser<Value = PathBuf> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::OsStringValueParser::new().map(PathBuf::from)
 }
 
 fn engine(a: &Args) -> anyhow::Result<Engine> {
@@ -196,6 +207,94 @@ fn engine(a: &Args) -> anyhow::Result<Engine> {
     Ok(e)
 }
 
+/// Where the inputs come from, which of them to certify, and how a long run is kept (journal,
+/// resume, progress, shards). `Default` is a plain run over every input of `--data`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct BatchArgs {
+    /// A dataset to load instead of --data/--labels: a MedMNIST .npz (split chosen by --split),
+    /// an .npy/.npz array (labels by --labels: a file, file.npz:name, or an array name of the
+    /// .npz), or an image folder DIR/<class>/<image>.png|jpg. The selected, preprocessed inputs
+    /// are written beside the certificate as dataset-<digest>.{inputs,labels}.npy (what the
+    /// certificate's data digests and `check-cert --data/--labels` refer to) with the dataset
+    /// manifest dataset-<digest>.manifest.json (source indices and ids).
+    #[arg(long, conflicts_with = "data", help_heading = "Dataset")]
+    pub dataset: Option<String>,
+    /// MedMNIST split: train, val or test (default test).
+    #[arg(long, requires = "dataset", help_heading = "Dataset")]
+    pub split: Option<String>,
+    /// Image folders: channels to read, 1 or 3 (default 3).
+    #[arg(long, requires = "dataset", help_heading = "Dataset")]
+    pub channels: Option<usize>,
+    /// Multiplier of the stored values, a number or 1/K (default 1/255 for images and MedMNIST,
+    /// 1 for arrays).
+    #[arg(long, requires = "dataset", help_heading = "Dataset")]
+    pub scale: Option<String>,
+    /// Layout of the model input: nchw transposes the stored channels-last images (default for
+    /// images and MedMNIST), nhwc keeps them (default for arrays).
+    #[arg(long, value_enum, requires = "dataset", help_heading = "Dataset")]
+    pub layout: Option<LayoutArg>,
+    /// Per-channel mean subtracted after scaling (only when normalisation is not in the model).
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true, requires = "dataset", help_heading = "Dataset")]
+    pub mean: Vec<f64>,
+    /// Per-channel standard deviation divided by after the mean.
+    #[arg(long, value_delimiter = ',', requires = "dataset", help_heading = "Dataset")]
+    pub std: Vec<f64>,
+    /// Certify only the first N selected inputs (--first is an alias).
+    #[arg(long, help_heading = "Selection")]
+    pub limit: Option<usize>,
+    /// Certify these inputs, e.g. 3,5,10-20 (0-based, in this order).
+    #[arg(long, help_heading = "Selection")]
+    pub indices: Option<String>,
+    /// Certify a seeded random subset of K inputs (recorded with its seed and algorithm).
+    #[arg(long, value_name = "K", help_heading = "Selection")]
+    pub random: Option<usize>,
+    /// Seed of --random (default 0).
+    #[arg(long, requires = "random", help_heading = "Selection")]
+    pub select_seed: Option<u64>,
+    /// The journal: one JSON line per finished input, fsynced (default: CERT.journal.jsonl beside
+    /// the certificate; with --shard I/N: CERT.shard-I-of-N.journal.jsonl).
+    #[arg(long, help_heading = "Long runs")]
+    pub journal: Option<PathBuf>,
+    /// Continue the run of an existing journal (same model, data, selection and method): skip the
+    /// inputs it holds, certify the rest.
+    #[arg(long, conflicts_with = "force", help_heading = "Long runs")]
+    pub resume: bool,
+    /// Discard an existing journal and start over.
+    #[arg(long, help_heading = "Long runs")]
+    pub force: bool,
+    /// Keep the journal after the certificate is written (default: removed once signed).
+    #[arg(long, help_heading = "Long runs")]
+    pub keep_journal: bool,
+    /// Certify shard I of N: input position p of the selection goes to shard p mod N. Writes the
+    /// shard's journal and no certificate; `robustcert merge` signs one from all N journals.
+    #[arg(long, value_name = "I/N", help_heading = "Long runs")]
+    pub shard: Option<String>,
+    /// No progress output on stderr.
+    #[arg(long, help_heading = "Long runs")]
+    pub quiet: bool,
+    /// Seconds between plain progress lines when stderr is not a terminal (default 10).
+    #[arg(long, value_name = "SECONDS", help_heading = "Long runs")]
+    pub progress_every: Option<f64>,
+}
+
+/// The layout the model takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LayoutArg {
+    /// Channels first: stored channels-last images are transposed.
+    Nchw,
+    /// As stored.
+    Nhwc,
+}
+
+/// `robustcert certify`: the run's parameters and the batch options.
+#[derive(Debug, clap::Args)]
+pub struct CertifyArgs {
+    #[command(flatten)]
+    pub args: Args,
+    #[command(flatten)]
+    pub batch: BatchArgs,
+}
+
 /// A signed certificate as [`certify_and_sign`] wrote it.
 pub(crate) struct Signed {
     pub statement: cert::Statement,
@@ -204,22 +303,265 @@ pub(crate) struct Signed {
     pub threads: usize,
 }
 
-pub fn run(a: Args) -> anyhow::Result<Outcome> {
-    let Signed { statement, paths, key, threads } = certify_and_sign(&a)?;
-    print_summary(&a, &statement, &paths, &key, threads)
+/// How a batch run ended.
+pub(crate) enum Finished {
+    /// The whole run: certificate signed and written.
+    Signed(Signed),
+    /// One shard: its journal is complete; no certificate.
+    Shard { shard: Shard, journal: PathBuf, done: usize },
 }
 
-/// Runs the engine over the inputs, builds, signs and writes the certificate (no printing).
+pub fn run(c: CertifyArgs) -> anyhow::Result<Outcome> {
+    match certify_batch(&c.args, &c.batch)? {
+        Finished::Signed(Signed { statement, paths, key, threads }) => {
+            print_summary(c.args.json, &statement, &paths, &key, threads)
+        }
+        Finished::Shard { shard, journal, done } => {
+            if c.args.json {
+                print_json(&json!({
+                    "shard": format!("{}/{}", shard.index, shard.count),
+                    "journal": journal,
+                    "inputs": done,
+                }))?;
+            } else {
+                println!(
+                    "shard {}/{}: {done} inputs certified, journal {}",
+                    shard.index,
+                    shard.count,
+                    journal.display()
+                );
+                println!(
+                    "when all {} shards are done: robustcert merge JOURNAL... --key KEY.pem --out CERT.intoto.jsonl",
+                    shard.count
+                );
+            }
+            Ok(Outcome::Ok)
+        }
+    }
+}
+
+/// Runs the engine over the inputs, builds, signs and writes the certificate (no printing; a
+/// journal from an interrupted earlier call with the same `--out` is discarded).
 pub(crate) fn certify_and_sign(a: &Args) -> anyhow::Result<Signed> {
-    let engine = engine(a)?;
+    let batch = BatchArgs { force: true, ..BatchArgs::default() };
+    match certify_batch(a, &batch)? {
+        Finished::Signed(s) => Ok(s),
+        Finished::Shard { .. } => bail!("internal error: a shard without --shard"),
+    }
+}
+
+fn read_key(a: &Args) -> anyhow::Result<SigningKey> {
     let Some(key_path) = &a.key else {
         bail!(
             "certify signs every certificate and no --key was given: pass --key PRIVATE.pem (create a pair with \
              `robustcert keygen --out DIR`; keep the private key out of the repository)"
         );
     };
-    let key =
-        SigningKey::read(key_path).with_context(|| format!("cannot load the signing key {}", key_path.display()))?;
+    SigningKey::read(key_path).with_context(|| format!("cannot load the signing key {}", key_path.display()))
+}
+
+/// `--limit/--first`, `--indices`, `--random/--select-seed` as one selection (None: all inputs).
+fn selection(a: &Args, b: &BatchArgs) -> anyhow::Result<Option<Selection>> {
+    if a.first.is_some() && b.limit.is_some() {
+        bail!("--first is an alias of --limit: give one of them");
+    }
+    let sel = Selection {
+        indices: b.indices.as_deref().map(parse_indices).transpose()?,
+        random: b.random.map(|count| RandomSubset { count, seed: b.select_seed.unwrap_or(0) }),
+        limit: b.limit.or(a.first),
+    };
+    if sel.random.is_some_and(|r| r.count == 0) {
+        bail!("--random must be at least 1");
+    }
+    Ok((sel != Selection::all()).then_some(sel))
+}
+
+/// `1/255` or a number.
+fn parse_scale(s: &str) -> anyhow::Result<f64> {
+    let v = match s.split_once('/') {
+        Some((a, b)) => {
+            let (a, b): (f64, f64) = (
+                a.trim().parse().with_context(|| format!("--scale '{s}': not a number"))?,
+                b.trim().parse().with_context(|| format!("--scale '{s}': not a number"))?,
+            );
+            a / b
+        }
+        None => s.trim().parse().with_context(|| format!("--scale '{s}': not a number"))?,
+    };
+    if !(v.is_finite() && v != 0.0) {
+        bail!("--scale '{s}' must be finite and nonzero");
+    }
+    Ok(v)
+}
+
+/// The preprocessing flags over the source's default (None: the default as is).
+fn preprocess(source: &str, b: &BatchArgs, labels_given: bool) -> anyhow::Result<Option<Preprocess>> {
+    if b.scale.is_none() && b.layout.is_none() && b.mean.is_empty() && b.std.is_empty() {
+        return Ok(None);
+    }
+    let path = Path::new(source);
+    // As Dataset::load decides: folders and MedMNIST files hold 8-bit channels-last images.
+    let images = path.is_dir() || (source.to_ascii_lowercase().ends_with(".npz") && !labels_given);
+    let mut p = if images { Preprocess::pixels() } else { Preprocess::none() };
+    if let Some(s) = &b.scale {
+        p.scale = parse_scale(s)?;
+    }
+    if let Some(l) = b.layout {
+        p.channels_first = l == LayoutArg::Nchw;
+    }
+    p.mean = (!b.mean.is_empty()).then(|| b.mean.clone());
+    p.std = (!b.std.is_empty()).then(|| b.std.clone());
+    Ok(Some(p))
+}
+
+/// The certificate's data and the data indices to certify (selection order).
+struct ChosenData {
+    subject: DatasetSubject,
+    inputs: Vec<usize>,
+    class_names: Option<Vec<String>>,
+    preprocessing: Option<String>,
+}
+
+/// `--data X --labels Y`: the files as given; results keep the files' indices.
+fn files_data(a: &Args, b: &BatchArgs, sel: Option<Selection>) -> anyhow::Result<ChosenData> {
+    if a.data.as_os_str().is_empty() || a.labels.as_os_str().is_empty() {
+        bail!("give the inputs: --data X.npy --labels Y.npy, or --dataset SOURCE");
+    }
+    if b.split.is_some() || b.channels.is_some() || b.scale.is_some() || b.layout.is_some() {
+        bail!("--split, --channels, --scale and --layout apply to --dataset; --data files are used as stored");
+    }
+    let mut data = DatasetSubject::from_files(&a.data, &a.labels).context("cannot read the data")?.with_class_slices();
+    let n = data.len();
+    if n == 0 {
+        bail!("no inputs to certify");
+    }
+    let inputs = match sel {
+        None => (0..n).collect(),
+        Some(sel) => {
+            let rec = sel.apply_to(n).context("bad input selection")?;
+            data = data.with_selection(&rec.method, rec.seed, &rec.description);
+            let chosen: std::collections::BTreeSet<usize> = rec.indices.iter().copied().collect();
+            for s in &mut data.slices {
+                s.indices.retain(|i| chosen.contains(i));
+            }
+            data.slices.retain(|s| !s.indices.is_empty());
+            rec.indices
+        }
+    };
+    Ok(ChosenData { subject: data, inputs, class_names: None, preprocessing: None })
+}
+
+/// Writes `bytes` to `path` unless it already holds them (atomically: temporary file, rename),
+/// so shards and resumed runs sharing a directory never see a half-written file.
+fn write_if_changed(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    if std::fs::read(path).is_ok_and(|old| old == bytes) {
+        return Ok(());
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// `--dataset SOURCE`: loaded and selected by [`Dataset`], the selection written beside the
+/// certificate as canonical .npy files named by the dataset manifest's digest.
+fn dataset_data(a: &Args, b: &BatchArgs, source: &str, sel: Option<Selection>) -> anyhow::Result<ChosenData> {
+    let labels = (!a.labels.as_os_str().is_empty()).then(|| a.labels.to_string_lossy().into_owned());
+    let opts = LoadOptions {
+        preprocess: preprocess(source, b, labels.is_some())?,
+        labels,
+        split: b.split.clone().unwrap_or_else(|| "test".into()),
+        channels: b.channels.unwrap_or(3),
+        class_names: None,
+    };
+    let all = Dataset::load(source, &opts).with_context(|| format!("cannot load the dataset {source}"))?;
+    let data = match &sel {
+        Some(s) => all.select(s).context("bad input selection")?,
+        None => all,
+    };
+    let dir = cert_dir(&a.out);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let (x, y, manifest_path, manifest_sha) = write_selected(&data, &dir)?;
+    let rec = &data.selection;
+    let m = data.manifest();
+    let description = format!(
+        "{} {}; source {} ({}, sha256 of the source files' listing {}), preprocessing {}; the selected inputs are \
+         stored in selection order in {} and {}; the dataset manifest {} (sha256 {manifest_sha}) lists their \
+         source indices and ids",
+        if rec.method == "all" { "all inputs" } else { "selected" },
+        rec.description,
+        m.source,
+        m.format,
+        m.source_sha256,
+        m.preprocess,
+        file_name(&x),
+        file_name(&y),
+        file_name(&manifest_path),
+    );
+    let subject = DatasetSubject::from_files(&x, &y)
+        .context("cannot read the selected data back")?
+        .with_class_slices()
+        .with_selection(&rec.method, rec.seed, &description);
+    Ok(ChosenData {
+        inputs: (0..data.len()).collect(),
+        subject,
+        class_names: data.class_names.clone(),
+        preprocessing: Some(data.preprocess.clone()),
+    })
+}
+
+/// Writes a selected dataset into `dir` as `dataset-<manifest sha256, 16 hex>.inputs.npy`,
+/// `.labels.npy` and `.manifest.json` (the same names for every run, shard and resume over the
+/// same selection); returns the three paths and the manifest's full sha256.
+pub(crate) fn write_selected(data: &Dataset, dir: &Path) -> anyhow::Result<(PathBuf, PathBuf, PathBuf, String)> {
+    let manifest = data.manifest();
+    let sha = manifest.sha256()?;
+    let stem = format!("dataset-{}", &sha[..16]);
+    let x = dir.join(format!("{stem}.inputs.npy"));
+    let y = dir.join(format!("{stem}.labels.npy"));
+    let mp = dir.join(format!("{stem}.manifest.json"));
+    write_if_changed(&x, &data.inputs_npy())?;
+    write_if_changed(&y, &data.labels_npy())?;
+    write_if_changed(&mp, (serde_json::to_string_pretty(&manifest)? + "\n").as_bytes())?;
+    Ok((x, y, mp, sha))
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// The directory the certificate goes to.
+fn cert_dir(out: &Path) -> PathBuf {
+    out.parent().filter(|d| !d.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// `CERT` of `CERT.intoto.jsonl` (as [`cert::write`] names the files).
+fn cert_stem(out: &Path) -> String {
+    let s = out.to_string_lossy().into_owned();
+    s.strip_suffix(".intoto.jsonl").unwrap_or(&s).to_string()
+}
+
+/// The default journal: `CERT.journal.jsonl`, or `CERT.shard-I-of-N.journal.jsonl`.
+fn default_journal(out: &Path, shard: Shard) -> PathBuf {
+    let stem = cert_stem(out);
+    if shard.count == 1 {
+        PathBuf::from(format!("{stem}.journal.jsonl"))
+    } else {
+        PathBuf::from(format!("{stem}.shard-{}-of-{}.journal.jsonl", shard.index, shard.count))
+    }
+}
+
+/// Runs certify with journal, resume, progress and shards.
+pub(crate) fn certify_batch(a: &Args, b: &BatchArgs) -> anyhow::Result<Finished> {
+    let engine = engine(a)?;
+    let shard = b.shard.as_deref().map(Shard::parse).transpose()?.unwrap_or(Shard::WHOLE);
+    let whole = shard.count == 1;
+    // A whole run signs: fail on a missing or bad key before any work. Shards do not sign.
+    let key = if whole { Some(read_key(a)?) } else { None };
+    if let Some(e) = b.progress_every {
+        if !(e.is_finite() && e > 0.0) {
+            bail!("--progress-every must be a positive number of seconds");
+        }
+    }
     let criteria = a
         .criteria
         .iter()
@@ -231,32 +573,31 @@ pub(crate) fn certify_and_sign(a: &Args) -> anyhow::Result<Signed> {
     let mut subject = ModelSubject::from_bytes(&model_name, &model_bytes)
         .with_context(|| format!("cannot import {}", a.model.display()))?;
     let m = onnx::load_bytes(&model_bytes).with_context(|| format!("cannot import {}", a.model.display()))?;
-    let mut data = DatasetSubject::from_files(&a.data, &a.labels).context("cannot read the data")?.with_class_slices();
+
+    let sel = selection(a, b)?;
+    let chosen = match &b.dataset {
+        Some(source) => dataset_data(a, b, source, sel)?,
+        None => files_data(a, b, sel)?,
+    };
+    let data = chosen.subject;
     let rows = samples(&m.graph, data.inputs()).context("the inputs do not fit the model")?;
-    let n_data = rows.len();
-    let count = a.first.map_or(n_data, |k| k.min(n_data));
-    if count == 0 {
+    if chosen.inputs.is_empty() {
         bail!("no inputs to certify");
-    }
-    if let Some(k) = a.first {
-        data = data.with_selection("first-n", None, &format!("the first {count} of {n_data} inputs (--first {k})"));
-        for s in &mut data.slices {
-            s.indices.retain(|&i| i < count);
-        }
-        data.slices.retain(|s| !s.indices.is_empty());
     }
     let clip = a.clip.as_deref().map(|c| [c[0], c[1]]);
     if let Some([lo, hi]) = clip {
         subject = subject.with_value_range(lo, hi);
     }
+    let k = subject.description.num_classes;
     if !a.class_names.is_empty() {
-        let k = subject.description.num_classes;
         if k > 0 && a.class_names.len() != k {
             bail!("--class-names gives {} names, the model has {k} outputs", a.class_names.len());
         }
         subject = subject.with_class_names(a.class_names.clone());
+    } else if let Some(names) = chosen.class_names.filter(|n| n.len() == k) {
+        subject = subject.with_class_names(names);
     }
-    if let Some(text) = &a.preprocessing {
+    if let Some(text) = a.preprocessing.as_ref().or(chosen.preprocessing.as_ref()) {
         subject = subject.with_preprocessing(text);
     }
     let mut radii: Vec<f64> = a.radii.iter().map(|&r| radius_on_grid(r)).collect();
@@ -270,50 +611,281 @@ pub(crate) fn certify_and_sign(a: &Args) -> anyhow::Result<Signed> {
         };
     }
 
+    let record = RunRecord {
+        model: subject.description.clone(),
+        dataset: DatasetRecord {
+            name: data.name.clone(),
+            manifest: data.manifest.clone(),
+            size: data.len(),
+            selection: data.selection.clone(),
+            slices: data.slices.clone(),
+        },
+        inputs: chosen.inputs.clone(),
+        threat_model: ThreatModel::evasion(engine.norm_name(), radii, clip),
+        method: engine.method(),
+        alpha: engine.alpha(),
+        interval_confidence: 0.95,
+        criteria,
+        seed: engine.seed().map(|s| s.to_string()),
+        rng: engine.seed().map(|_| SMOOTHING_RNG.to_string()),
+        signer: a.signer.clone().unwrap_or_else(|| "robustcert (automated)".into()),
+        meaning: "authorship: these results were computed by the verifier named in this certificate".into(),
+        record_times: a.record_times,
+        verifier: Verifier::current(),
+    };
+    let header = Header::new(record, shard)?;
+    let journal_path = b.journal.clone().unwrap_or_else(|| default_journal(&a.out, shard));
+    let (mut writer, mut results, mut sessions) = open_journal(&journal_path, &header, b)?;
+
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(a.threads.unwrap_or(0))
         .build()
         .context("cannot start the worker threads")?;
-    let indices: Vec<usize> = (0..count).collect();
-    let started = SystemTime::now();
-    let (results, threads) = pool.install(|| {
-        (certify_all(&m.graph, &engine, &rows, data.labels(), &indices, a.record_times), rayon::current_num_threads())
-    });
-    let results = results?;
-    let finished = SystemTime::now();
+    let threads = pool.current_num_threads();
+    let now_unix = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let session = Session { started_unix: now_unix, threads, host: cert::host_name() };
+    writer.session(&session)?;
+    sessions.push(session);
+
+    let done: std::collections::BTreeSet<usize> = results.iter().map(|r| r.index).collect();
+    let mine = shard.inputs(&header.run.inputs);
+    let todo: Vec<usize> = mine.iter().copied().filter(|i| !done.contains(i)).collect();
+    let labels = data.labels();
+    let label_of = |i: usize| labels.get(i).copied();
+    if let Some(&i) = todo.iter().find(|&&i| i >= rows.len() || label_of(i).is_none()) {
+        bail!("input {i} is out of range ({} inputs)", rows.len());
+    }
+    let what = if whole { "certify".to_string() } else { format!("certify shard {}/{}", shard.index, shard.count) };
+    let progress = Progress::new(&what, mine.len(), results.len(), b);
+    let run_one = |i: usize| -> InputResult {
+        let t = Instant::now();
+        let mut r = certify_input(&m.graph, &engine, &rows[i], labels[i], i);
+        if a.record_times {
+            r.seconds = Some(t.elapsed().as_secs_f64());
+        }
+        // What the builder fills in from the data files, recorded so the journal alone suffices.
+        r.label = labels[i];
+        r.input_digest = cert::sample_digest(data.sample(i).unwrap_or(&[]));
+        r
+    };
+    let new = run_journaled(&pool, &todo, run_one, &mut writer, progress)?;
+    results.extend(new);
+    if !whole {
+        return Ok(Finished::Shard { shard, journal: journal_path, done: results.len() });
+    }
     if results.iter().all(|r| r.outcome == crate::cert::Outcome::Error) {
         // A configuration error (e.g. inputs off the 1/255 grid for --noise sound): sign nothing.
+        let first = results.iter().min_by_key(|r| r.index).expect("at least one input");
         bail!(
             "the engine failed on every input; first failure (input {}): {}",
-            results[0].index,
-            results[0].detail.as_deref().unwrap_or("no detail")
+            first.index,
+            first.detail.as_deref().unwrap_or("no detail")
         );
     }
-
-    let threat = ThreatModel::evasion(engine.norm_name(), radii, clip);
-    let run = RunInfo {
-        seed: engine.seed(),
-        rng: engine.seed().map(|_| SMOOTHING_RNG.to_string()),
-        threads,
-        started,
-        finished,
-    };
-    let mut builder = CertificateBuilder::new(subject, data, threat, engine.method(), results)
-        .alpha(engine.alpha())
-        .criteria(criteria)
-        .run_info(run);
-    if let Some(s) = &a.signer {
-        builder =
-            builder.attestation(s, "authorship: these results were computed by the verifier named in this certificate");
-    }
-    let statement = builder.build().context("cannot build the certificate")?;
+    let at = Assembly::from_sessions(&sessions, threads)?;
+    let statement = assemble(&header.run, results, &at).context("cannot build the certificate")?;
+    let key = key.expect("whole runs read the key");
     let envelope = cert::sign(&statement, &key)?;
     let paths = cert::write(&envelope, &a.out)?;
-    Ok(Signed { statement, paths, key, threads })
+    if !b.keep_journal {
+        // The certificate holds every result now; the journal was only the run's working state.
+        std::fs::remove_file(&journal_path)
+            .with_context(|| format!("cannot remove the journal {}", journal_path.display()))?;
+    }
+    Ok(Finished::Signed(Signed { statement, paths, key, threads }))
 }
 
-fn print_summary(
-    a: &Args,
+/// Opens the journal for this run: a new one (refusing to overwrite without --force), or, with
+/// --resume, the existing one after checking it was written for exactly this run. Returns the
+/// writer, the results already recorded and the earlier sessions.
+fn open_journal(
+    path: &Path,
+    header: &Header,
+    b: &BatchArgs,
+) -> anyhow::Result<(JournalWriter, Vec<InputResult>, Vec<Session>)> {
+    if !b.resume || !path.exists() {
+        if b.resume {
+            eprintln!("note: no journal at {} yet; starting the run", path.display());
+        }
+        return Ok((JournalWriter::create(path, header, b.force)?, vec![], vec![]));
+    }
+    let j = match journal::read(path).with_context(|| format!("cannot resume from {}", path.display()))? {
+        ReadOutcome::NoHeader => {
+            eprintln!("note: the journal {} holds no complete header (killed at start); starting over", path.display());
+            return Ok((JournalWriter::create(path, header, true)?, vec![], vec![]));
+        }
+        ReadOutcome::Journal(j) => j,
+    };
+    if j.header.run_sha256 != header.run_sha256 {
+        bail!(
+            "the journal {} was written for a different model/data/method: {}; certify with the same arguments to \
+             resume it, or pass --force (or another --journal) to start a new run",
+            path.display(),
+            header.run.differences(&j.header.run).join("; ")
+        );
+    }
+    if j.header.shard != header.shard {
+        bail!(
+            "the journal {} is for shard {}/{}, this run is shard {}/{}",
+            path.display(),
+            j.header.shard.index,
+            j.header.shard.count,
+            header.shard.index,
+            header.shard.count
+        );
+    }
+    if j.torn_tail {
+        eprintln!("note: {}: ignored a torn last line (a crash while it was written)", path.display());
+    }
+    let writer = JournalWriter::resume(&j)?;
+    let j = *j;
+    Ok((writer, j.results, j.sessions))
+}
+
+/// Certifies `todo` on `pool`; every finished input goes through a channel to this thread, which
+/// appends it to the journal (durably) and advances the progress display, so workers never wait
+/// on the disk. A journal write error stops the run (workers skip what is left).
+fn run_journaled(
+    pool: &rayon::ThreadPool,
+    todo: &[usize],
+    run_one: impl Fn(usize) -> InputResult + Sync,
+    writer: &mut JournalWriter,
+    mut progress: Progress,
+) -> anyhow::Result<Vec<InputResult>> {
+    use rayon::prelude::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = AtomicBool::new(false);
+    let (tx, rx) = std::sync::mpsc::channel::<InputResult>();
+    let mut out = Vec::with_capacity(todo.len());
+    let written = std::thread::scope(|s| -> anyhow::Result<()> {
+        let stop = &stop;
+        let run_one = &run_one;
+        s.spawn(move || {
+            pool.install(|| {
+                todo.par_iter().for_each_with(tx, |tx, &i| {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    if tx.send(run_one(i)).is_err() {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                })
+            })
+        });
+        for r in rx.iter() {
+            if let Err(e) = writer.result(&r) {
+                stop.store(true, Ordering::Relaxed);
+                drop(rx);
+                return Err(anyhow::Error::new(e).context("cannot append to the journal; the run stopped"));
+            }
+            out.push(r);
+            progress.tick(1);
+        }
+        Ok(())
+    });
+    progress.finish();
+    written?;
+    Ok(out)
+}
+
+/// Progress on stderr: an indicatif bar with rate and ETA on a terminal, plain lines every few
+/// seconds otherwise ("certify: 120/1000 inputs, 3.1/s, ETA 4m43s"), nothing with --quiet.
+struct Progress {
+    what: String,
+    total: usize,
+    done: usize,
+    done_at_start: usize,
+    started: Instant,
+    bar: Option<indicatif::ProgressBar>,
+    plain_every: Option<Duration>,
+    last_line: Instant,
+    lines: usize,
+}
+
+impl Progress {
+    fn new(what: &str, total: usize, done: usize, b: &BatchArgs) -> Progress {
+        use std::io::IsTerminal;
+        let terminal = std::io::stderr().is_terminal();
+        let bar = (!b.quiet && terminal).then(|| {
+            let bar =
+                indicatif::ProgressBar::with_draw_target(Some(total as u64), indicatif::ProgressDrawTarget::stderr());
+            let style = indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:30}] {pos}/{len} inputs, {per_sec}, ETA {eta} ({elapsed})",
+            )
+            .map(|s| s.progress_chars("=> "))
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+            bar.set_style(style);
+            bar.set_message(what.to_string());
+            bar.set_position(done as u64);
+            bar.reset_eta();
+            bar
+        });
+        let plain_every = (!b.quiet && !terminal).then(|| Duration::from_secs_f64(b.progress_every.unwrap_or(10.0)));
+        Progress {
+            what: what.into(),
+            total,
+            done,
+            done_at_start: done,
+            started: Instant::now(),
+            bar,
+            plain_every,
+            last_line: Instant::now(),
+            lines: 0,
+        }
+    }
+
+    fn tick(&mut self, k: usize) {
+        self.done += k;
+        if let Some(bar) = &self.bar {
+            bar.inc(k as u64);
+        }
+        if let Some(every) = self.plain_every {
+            if self.last_line.elapsed() >= every {
+                self.last_line = Instant::now();
+                self.lines += 1;
+                eprintln!("{}", self.line());
+            }
+        }
+    }
+
+    fn line(&self) -> String {
+        let secs = self.started.elapsed().as_secs_f64();
+        let new = self.done - self.done_at_start;
+        let rate = if secs > 0.0 { new as f64 / secs } else { 0.0 };
+        let left = self.total.saturating_sub(self.done);
+        let eta = if rate > 0.0 { short_duration(left as f64 / rate) } else { "unknown".into() };
+        format!("{}: {}/{} inputs, {rate:.1}/s, ETA {eta}", self.what, self.done, self.total)
+    }
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        // Long runs that printed progress also say how they ended.
+        if self.plain_every.is_some() && self.lines > 0 {
+            eprintln!(
+                "{}: {}/{} inputs in {}",
+                self.what,
+                self.done,
+                self.total,
+                short_duration(self.started.elapsed().as_secs_f64())
+            );
+        }
+    }
+}
+
+/// `4m43s`, `2h05m`, `12s`.
+fn short_duration(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
+pub(crate) fn print_summary(
+    json_out: bool,
     statement: &cert::Statement,
     paths: &cert::CertificatePaths,
     key: &SigningKey,
@@ -322,7 +894,7 @@ fn print_summary(
     let p = &statement.predicate;
     let overall = &p.results.aggregates.overall;
     let verdict = p.acceptance.verdict.as_str();
-    if a.json {
+    if json_out {
         print_json(&json!({
             "envelope": paths.envelope,
             "bundle": paths.bundle,

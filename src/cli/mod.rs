@@ -8,6 +8,7 @@ mod check_cert;
 mod demo;
 mod inspect;
 mod keygen;
+mod merge;
 mod predict;
 mod smooth;
 mod verify;
@@ -37,7 +38,10 @@ pub enum Command {
     Keygen(keygen::Args),
     /// Certify every input of a dataset (IBP, CROWN or randomized smoothing) and write a signed
     /// robustness certificate (DSSE envelope + Sigstore bundle); exit 1 when the criteria fail.
-    Certify(certify::Args),
+    Certify(certify::CertifyArgs),
+    /// Combine the journals of `certify --shard I/N` runs into one signed certificate (the same as
+    /// a single-machine run).
+    Merge(merge::Args),
     /// Verify a signed robustness certificate: signature, key, and optionally model and data files.
     CheckCert(check_cert::Args),
     /// The CI gate: certify as robustcert.toml says, test its thresholds, write JUnit XML and JSON;
@@ -81,6 +85,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Radius(a) => bounds::run_radius(a),
         Command::Keygen(a) => keygen::run(a),
         Command::Certify(a) => certify::run(a),
+        Command::Merge(a) => merge::run(a),
         Command::CheckCert(a) => check_cert::run(a),
         Command::Check(a) => check::run(a),
         Command::Smooth(a) => smooth::run(a),

@@ -524,47 +524,7 @@ impl Dataset {
     /// first `limit`); the result's `selection` records the method, seed and the indices into
     /// the source. Selecting from a selection composes (indices stay source indices).
     pub fn select(&self, sel: &Selection) -> Result<Dataset> {
-        let n = self.len();
-        let mut positions: Vec<usize> = (0..n).collect();
-        let mut methods: Vec<&str> = Vec::new();
-        let mut parts: Vec<String> = Vec::new();
-        if let Some(idx) = &sel.indices {
-            if idx.is_empty() {
-                return Err(Error::InvalidArgument("the index list is empty".into()));
-            }
-            let mut seen = std::collections::HashSet::new();
-            for &i in idx {
-                if i >= n {
-                    return Err(Error::InvalidArgument(format!("index {i} is out of range: the data hold {n} inputs")));
-                }
-                if !seen.insert(i) {
-                    return Err(Error::InvalidArgument(format!("index {i} is listed twice")));
-                }
-            }
-            positions = idx.clone();
-            methods.push("indices");
-            parts.push(format!("the listed inputs {}", format_indices(idx)));
-        }
-        if let Some(RandomSubset { count, seed }) = sel.random {
-            if count > positions.len() {
-                return Err(Error::InvalidArgument(format!(
-                    "cannot draw a random subset of {count} from {} inputs",
-                    positions.len()
-                )));
-            }
-            let picked = random_subset(positions.len(), count, seed);
-            positions = picked.into_iter().map(|p| positions[p]).collect();
-            methods.push("random-subset");
-            parts.push(format!("a random subset of {count} (seed {seed}; {SUBSET_ALGORITHM})"));
-        }
-        if let Some(limit) = sel.limit {
-            if limit == 0 {
-                return Err(Error::InvalidArgument("--limit must be at least 1".into()));
-            }
-            positions.truncate(limit);
-            methods.push("first-n");
-            parts.push(format!("the first {limit}"));
-        }
+        let (positions, methods, parts) = sel.plan(self.len())?;
         let mut out = self.subset(&positions)?;
         let prev = &self.selection;
         let source_indices: Vec<usize> = positions.iter().map(|&p| prev.indices[p]).collect();
@@ -680,6 +640,67 @@ impl Selection {
     /// A seeded random subset.
     pub fn random(count: usize, seed: u64) -> Self {
         Selection { random: Some(RandomSubset { count, seed }), ..Default::default() }
+    }
+
+    /// What this selection picks from `n` inputs, as [`Dataset::select`] would record it for a
+    /// source of `n` inputs (no data needed: `certify --data X --labels Y` selects by position).
+    pub fn apply_to(&self, n: usize) -> Result<SelectionRecord> {
+        let (positions, methods, parts) = self.plan(n)?;
+        let mut rec = SelectionRecord::all(n);
+        if !methods.is_empty() {
+            rec.method = methods.join("+");
+            rec.description = format!("of {n} source inputs: {}", parts.join(", then "));
+        }
+        rec.seed = self.random.map(|r| r.seed);
+        rec.count = positions.len();
+        rec.indices = positions;
+        Ok(rec)
+    }
+
+    /// The chosen positions of `0..n` in order, the steps taken and their descriptions.
+    fn plan(&self, n: usize) -> Result<(Vec<usize>, Vec<&'static str>, Vec<String>)> {
+        let sel = self;
+        let mut positions: Vec<usize> = (0..n).collect();
+        let mut methods: Vec<&'static str> = Vec::new();
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(idx) = &sel.indices {
+            if idx.is_empty() {
+                return Err(Error::InvalidArgument("the index list is empty".into()));
+            }
+            let mut seen = std::collections::HashSet::new();
+            for &i in idx {
+                if i >= n {
+                    return Err(Error::InvalidArgument(format!("index {i} is out of range: the data hold {n} inputs")));
+                }
+                if !seen.insert(i) {
+                    return Err(Error::InvalidArgument(format!("index {i} is listed twice")));
+                }
+            }
+            positions = idx.clone();
+            methods.push("indices");
+            parts.push(format!("the listed inputs {}", format_indices(idx)));
+        }
+        if let Some(RandomSubset { count, seed }) = sel.random {
+            if count > positions.len() {
+                return Err(Error::InvalidArgument(format!(
+                    "cannot draw a random subset of {count} from {} inputs",
+                    positions.len()
+                )));
+            }
+            let picked = random_subset(positions.len(), count, seed);
+            positions = picked.into_iter().map(|p| positions[p]).collect();
+            methods.push("random-subset");
+            parts.push(format!("a random subset of {count} (seed {seed}; {SUBSET_ALGORITHM})"));
+        }
+        if let Some(limit) = sel.limit {
+            if limit == 0 {
+                return Err(Error::InvalidArgument("--limit must be at least 1".into()));
+            }
+            positions.truncate(limit);
+            methods.push("first-n");
+            parts.push(format!("the first {limit}"));
+        }
+        Ok((positions, methods, parts))
     }
 }
 
