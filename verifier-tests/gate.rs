@@ -295,7 +295,8 @@ at_least = 0.5
         let path = dir.join(format!("bad{i}.toml"));
         std::fs::write(&path, cfg_text).unwrap();
         let junit = dir.join(format!("bad{i}.xml"));
-        let o = check(&path, &["--junit", junit.to_str().unwrap()]);
+        let json = dir.join(format!("bad{i}.json"));
+        let o = check(&path, &["--junit", junit.to_str().unwrap(), "--json", json.to_str().unwrap()]);
         assert_eq!(o.status.code(), Some(2), "case {i}: {}", text(&o));
         let stderr = String::from_utf8_lossy(&o.stderr);
         for n in needles {
@@ -305,6 +306,9 @@ at_least = 0.5
         // CI still gets a report: one errored test case.
         let j = read_junit(&junit);
         assert_eq!((j.testcases, j.errors, j.failures), (1, 1, 0), "case {i}");
+        let s = summary(&json);
+        assert_eq!(s["verdict"], "ERROR");
+        assert!(s["error"].as_str().unwrap().contains(needles[0]), "case {i}: {s}");
     }
     let o = check(&dir.join("no-such.toml"), &[]);
     assert_eq!(o.status.code(), Some(2));

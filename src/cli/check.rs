@@ -49,26 +49,39 @@ struct CertifyCommandLine {
 
 pub fn run(a: Args) -> anyhow::Result<Outcome> {
     let t0 = Instant::now();
-    let mut junit_path = a.junit.clone();
-    let result = gate(&a, t0, &mut junit_path);
-    if let (Err(e), Some(path)) = (&result, &junit_path) {
-        // The gate could not run: CI should still show why, as an errored test case.
+    let mut reports = (a.junit.clone(), a.json.clone());
+    let result = gate(&a, t0, &mut reports);
+    if let Err(e) = &result {
+        // The gate could not run: CI should still show why (an errored test case, verdict ERROR).
         let message = e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ");
-        let xml = junit::render_error(&a.config.display().to_string(), &message, t0.elapsed().as_secs_f64());
-        if let Err(w) = write_file(path, xml.as_bytes()) {
-            eprintln!("warning: {w:#}");
+        let seconds = t0.elapsed().as_secs_f64();
+        if let Some(path) = &reports.0 {
+            let xml = junit::render_error(&a.config.display().to_string(), &message, seconds);
+            if let Err(w) = write_file(path, xml.as_bytes()) {
+                eprintln!("warning: {w:#}");
+            }
+        }
+        if let Some(path) = &reports.1 {
+            let v = serde_json::json!({"config": a.config, "verdict": "ERROR", "error": message, "seconds": seconds});
+            if let Err(w) = write_file(path, (v.to_string() + "\n").as_bytes()) {
+                eprintln!("warning: {w:#}");
+            }
         }
     }
     result
 }
 
-fn gate(a: &Args, t0: Instant, junit_path: &mut Option<PathBuf>) -> anyhow::Result<Outcome> {
+/// Runs the gate; `reports` (JUnit, JSON paths) is completed from the configuration once read.
+fn gate(a: &Args, t0: Instant, reports: &mut (Option<PathBuf>, Option<PathBuf>)) -> anyhow::Result<Outcome> {
     let started = SystemTime::now();
     let c = GateConfig::load(&a.config)?;
-    if junit_path.is_none() {
-        junit_path.clone_from(&c.output.junit);
+    if reports.0.is_none() {
+        reports.0.clone_from(&c.output.junit);
     }
-    let json_path = a.json.clone().or_else(|| c.output.json.clone());
+    if reports.1.is_none() {
+        reports.1.clone_from(&c.output.json);
+    }
+    let (junit_path, json_path) = reports.clone();
     if !c.model.is_file() {
         bail!("model {} (config key 'model'): no such file", c.model.display());
     }

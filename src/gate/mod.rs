@@ -237,6 +237,13 @@ impl GateReport {
         for t in &self.thresholds {
             out.push(format!("  [{}] {}: {}", if t.recorded.pass { "pass" } else { "FAIL" }, t.name, t.message()));
         }
+        let errors = self.outcomes.get("error").copied().unwrap_or(0);
+        if errors > 0 {
+            out.push(format!(
+                "  warning: the engine failed on {errors} input(s) (outcome 'error'; they count as not certified), see \
+                 results.perInput[].detail"
+            ));
+        }
         out.push(format!("  certificate {} (sha256 {})", self.envelope.display(), self.envelope_sha256));
         out.push(if self.signing.signed {
             format!("  signed with {} (keyid {})", self.signing.source, self.signing.keyid)
