@@ -410,3 +410,51 @@ fn selections_are_recorded_in_the_certificate() {
         assert!(msg.contains(want), "{extra:?}: {msg}");
     }
 }
+
+#[test]
+fn image_folders_and_preprocessing_flags() {
+    let st = setup();
+    let dir = tmpdir("images");
+    let model = root().join("demo/dermacnn.onnx");
+    let folder = root().join("demo/images");
+    let certify = |out: &str, extra: &[&str]| -> (i32, String, Option<RobustnessPredicate>) {
+        let out = dir.join(out);
+        let mut a = vec!["certify", s(&model), "--dataset", s(&folder), "--method", "ibp", "--eps", "0.001"];
+        a.extend(["--attack", "none", "--key", s(&st.key), "--out", s(&out), "--quiet", "--limit", "4"]);
+        a.extend_from_slice(extra);
+        let (code, o, e) = run(&a);
+        let p = (code == 0).then(|| statement_of(&out, &st.pubkey).predicate);
+        (code, format!("{o} {e}"), p)
+    };
+    let (code, msg, p) = certify("folder.intoto.jsonl", &[]);
+    assert_eq!(code, 0, "{msg}");
+    let p = p.unwrap();
+    // Class names from the sub-folders (7, as many as the model's outputs); preprocessing recorded.
+    assert_eq!(p.model.class_names, ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]);
+    assert!(
+        p.model.preprocessing.contains("x / 255") && p.model.preprocessing.contains("NCHW"),
+        "{}",
+        p.model.preprocessing
+    );
+    assert_eq!(p.results.per_input.len(), 4);
+    assert!(p.dataset.selection.description.contains("image-folder"), "{}", p.dataset.selection.description);
+
+    let (code, msg, p) = certify("norm.intoto.jsonl", &["--scale", "1/255", "--mean", "0.5", "--std", "0.25"]);
+    assert_eq!(code, 0, "{msg}");
+    let p = p.unwrap();
+    assert!(p.model.preprocessing.contains("mean [0.5]") && p.model.preprocessing.contains("std [0.25]"));
+    // Other data, so other data digests.
+    let q = statement_of(&dir.join("folder.intoto.jsonl"), &st.pubkey).predicate;
+    assert_ne!(p.dataset.manifest.inputs.sha256, q.dataset.manifest.inputs.sha256);
+
+    // Channels-last inputs do not fit this NCHW model: a clear error, not a panic.
+    let (code, msg, _) = certify("nhwc.intoto.jsonl", &["--layout", "nhwc"]);
+    assert_eq!(code, 2, "{msg}");
+    assert!(msg.contains("do not fit the model"), "{msg}");
+    let (code, msg, _) = certify("bad.intoto.jsonl", &["--scale", "0"]);
+    assert_eq!(code, 2, "{msg}");
+    assert!(msg.contains("--scale"), "{msg}");
+    let (code, msg, _) = certify("bad.intoto.jsonl", &["--std", "1,2"]);
+    assert_eq!(code, 2, "{msg}");
+    assert!(msg.contains("std"), "{msg}");
+}
