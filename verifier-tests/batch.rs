@@ -100,10 +100,19 @@ fn setup() -> &'static Setup {
     S.get_or_init(|| {
         let dir = tmpdir("shared");
         let kf = write_keypair(dir.join("keys"), Algorithm::EcdsaP256Sha256).unwrap();
-        let args = certify_args(&dir, &kf.private_key, "reference.intoto.jsonl");
+        let mut args = certify_args(&dir, &kf.private_key, "reference.intoto.jsonl");
+        // Progress (not part of the results): plain lines, stderr being a pipe here.
+        args.retain(|a| a != "--quiet");
+        args.extend(["--progress-every".into(), "0.3".into()]);
         let t = Instant::now();
         let (code, out, err) = run(&refs(&args));
         assert_eq!(code, 0, "reference run failed: {out} {err}");
+        let progress: Vec<&str> = err.lines().filter(|l| l.starts_with("certify: ")).collect();
+        assert!(
+            progress.iter().any(|l| l.contains(" inputs, ") && l.contains("/s, ETA ")),
+            "no periodic progress line: {err}"
+        );
+        assert!(progress.last().is_some_and(|l| l.starts_with("certify: 15/15 inputs in ")), "{err}");
         eprintln!("batch: reference run of {INPUTS} inputs in {:.1} s", t.elapsed().as_secs_f64());
         let reference_path = dir.join("reference.intoto.jsonl");
         assert!(!dir.join("reference.journal.jsonl").exists(), "the journal of a finished run is removed");
