@@ -33,7 +33,7 @@ use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -374,14 +374,14 @@ impl JournalWriter {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
-        let mut o = OpenOptions::new();
-        o.write(true);
         if overwrite {
-            o.create(true).truncate(true);
-        } else {
-            o.create_new(true);
+            match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(path, e)),
+                _ => {}
+            }
         }
-        let file = o.open(path).map_err(|e| {
+        // O_APPEND: every line lands at the end of the file as one write, whatever else appends.
+        let file = OpenOptions::new().append(true).create_new(true).open(path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::AlreadyExists {
                 Error::InvalidArgument(format!(
                     "the journal {} exists: pass --resume to continue that run, or --force to discard it and start over",
@@ -405,10 +405,10 @@ impl JournalWriter {
     /// Reopens a journal read by [`read`] for appending, cutting a torn last line.
     pub fn resume(journal: &Journal) -> Result<JournalWriter> {
         let path = &journal.path;
-        let mut file = OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, e))?;
-        file.set_len(journal.valid_len).map_err(|e| Error::io(path, e))?;
-        file.seek(SeekFrom::End(0)).map_err(|e| Error::io(path, e))?;
-        file.sync_data().map_err(|e| Error::io(path, e))?;
+        let cut = OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, e))?;
+        cut.set_len(journal.valid_len).map_err(|e| Error::io(path, e))?;
+        cut.sync_data().map_err(|e| Error::io(path, e))?;
+        let file = OpenOptions::new().append(true).open(path).map_err(|e| Error::io(path, e))?;
         Ok(JournalWriter { file, path: path.clone() })
     }
 
