@@ -7,7 +7,9 @@
 //! below the proven bound. Refusals (unsupported op, size caps) and the deadline are checked.
 
 use proptest::prelude::*;
-use robustcert::bounds::lp::{lp_min, milp_min, objective_at, LpOptions, LpStatus, ReluSplit};
+use robustcert::bounds::lp::{
+    lp_min, lp_min_max, max_objective_at, milp_min, milp_min_max, objective_at, LpOptions, LpStatus, ReluSplit,
+};
 use robustcert::bounds::{BoundTable, Method};
 use robustcert::ir::{Graph, Node, NodeId, Param, Tensor, ValueInfo};
 use robustcert::ops::{self, Op};
@@ -140,6 +142,16 @@ impl Mlp {
     /// an intersection of two of the lines (box edges included). Every such point in the box is
     /// a real input, so the minimum of the true network over all of them is the exact minimum.
     fn brute_min(&self, c: &[f64], lo: &[f64], hi: &[f64]) -> (f64, Vec<f64>) {
+        self.brute_min_max(&[(c.to_vec(), 0.0)], lo, hi)
+    }
+
+    fn max_objective(&self, x: &[f64], rows: &[(Vec<f64>, f64)]) -> f64 {
+        rows.iter().map(|(c, b)| self.objective(x, c) - b).fold(f64::NEG_INFINITY, f64::max)
+    }
+
+    /// The exact minimum of max_k (c_k.y - b_k): as `brute_min`, with the lines where two rows
+    /// are equal (affine under a pattern too) added to each pattern's arrangement.
+    fn brute_min_max(&self, rows: &[(Vec<f64>, f64)], lo: &[f64], hi: &[f64]) -> (f64, Vec<f64>) {
         assert_eq!(self.dims[0], 2);
         let hidden: usize = self.dims[1..self.dims.len() - 1].iter().sum();
         let mut best = (f64::INFINITY, vec![]);
@@ -149,11 +161,21 @@ impl Mlp {
             // at 0, e1, e2 (exact for affine maps).
             let at = |x: [f64; 2]| -> Vec<f64> {
                 let mut l = self.layers(&x, Some(&pattern));
-                l.pop();
-                l.concat()
+                let y = l.pop().unwrap();
+                let mut v = l.concat();
+                // Pairwise differences of the objective rows.
+                let r: Vec<f64> =
+                    rows.iter().map(|(c, b)| y.iter().zip(c).map(|(a, b)| a * b).sum::<f64>() - b).collect();
+                for i in 0..r.len() {
+                    for j in i + 1..r.len() {
+                        v.push(r[i] - r[j]);
+                    }
+                }
+                v
             };
             let (f0, f1, f2) = (at([0.0, 0.0]), at([1.0, 0.0]), at([0.0, 1.0]));
-            let mut lines: Vec<(f64, f64, f64)> = (0..hidden).map(|k| (f1[k] - f0[k], f2[k] - f0[k], f0[k])).collect();
+            let mut lines: Vec<(f64, f64, f64)> =
+                (0..f0.len()).map(|k| (f1[k] - f0[k], f2[k] - f0[k], f0[k])).collect();
             lines.push((1.0, 0.0, -lo[0]));
             lines.push((1.0, 0.0, -hi[0]));
             lines.push((0.0, 1.0, -lo[1]));
@@ -170,7 +192,7 @@ impl Mlp {
                         continue;
                     }
                     let x = vec![x[0].clamp(lo[0], hi[0]), x[1].clamp(lo[1], hi[1])];
-                    let v = self.objective(&x, c);
+                    let v = self.max_objective(&x, rows);
                     if v < best.0 {
                         best = (v, x);
                     }
@@ -266,6 +288,33 @@ fn lp_is_strictly_below_milp_on_some_networks() {
         }
     }
     assert!(strict >= 3, "only {strict} of 24 networks have an LP gap");
+}
+
+/// Conjunctions of output constraints (a VNN-LIB disjunct): the MILP's min of max_k
+/// (c_k.y - b_k) is the exact one, the proven bound lies below it, and the point re-checks.
+#[test]
+fn min_of_max_matches_brute_force() {
+    for seed in 1..30u64 {
+        let net = Mlp::random(seed, vec![2, 3, 3, 3]);
+        let graph = net.graph();
+        let (lo, hi) = (vec![-1.0, -0.5], vec![0.5, 1.0]);
+        let region = Region::from_box(lo.clone(), hi.clone()).unwrap();
+        let t = table(&graph, &region);
+        let mut g = Gen(seed + 100);
+        let rows: Vec<(Vec<f64>, f64)> = (0..1 + seed as usize % 3).map(|_| (g.vec(3, 1.0), g.next() * 0.3)).collect();
+        let (exact, at) = net.brute_min_max(&rows, &lo, &hi);
+        let m = milp_min_max(&graph, &region, &t, &rows, &LpOptions::default()).unwrap();
+        let l = lp_min_max(&graph, &region, &t, &rows, &LpOptions::default()).unwrap();
+        let ctx = format!("seed {seed}: exact {exact} at {at:?}, milp {m:?}, lp {l:?}");
+        assert_eq!(m.status, LpStatus::Optimal, "{ctx}");
+        let mv = m.unsound_value.unwrap();
+        assert!(close(mv, exact, 1e-6), "{ctx}");
+        let fwd = max_objective_at(&graph, &m.point.clone().unwrap(), &rows).unwrap();
+        assert!(close(fwd, mv, 1e-6), "forward {fwd}: {ctx}");
+        assert!(l.proven_lower_bound <= exact + 1e-12 && m.proven_lower_bound <= exact + 1e-12, "{ctx}");
+        assert!(l.unsound_value.unwrap() <= mv + 1e-7, "{ctx}");
+        assert!(close(l.proven_lower_bound, l.unsound_value.unwrap(), 1e-6), "{ctx}");
+    }
 }
 
 /// Split constraints restrict to a subdomain: the two halves of a split cover the whole
