@@ -60,30 +60,29 @@ fn reference_cases_sound_and_tight() {
             }
             let r = &case["methods"][name];
             if method == Method::AlphaCrown {
-                // Never looser than our CROWN (it starts there and keeps the best). Against
-                // auto_LiRPA's alpha-CROWN, which also optimises the intermediate layers'
-                // slopes, ours (final layer only) is reported, not required: a known gap.
+                // Never looser than our CROWN (it starts there and keeps the best).
                 let crown = bound_spec(g, &region, Method::Crown, target, &spec, w).unwrap();
                 for j in 0..w {
                     if b.upper[j] - b.lower[j] > crown.upper[j] - crown.lower[j] + 1e-12 {
                         failures.push(format!("{id} alpha-CROWN looser than CROWN on output {j}"));
                     }
                 }
-                if r["status"] == "ok" {
-                    let (rl, ru) = (floats(&r["lower"]), floats(&r["upper"]));
-                    let worst = (0..w).map(|j| (b.upper[j] - b.lower[j]) / (ru[j] - rl[j])).fold(0.0f64, f64::max);
-                    eprintln!(
-                        "{id:36} alpha-CROWN width ratio to auto_LiRPA's <= {worst:.3} (not required), {secs:.3} s"
-                    );
-                }
-                continue;
             }
             if name != "IBP" && r["status"] == "ok" {
                 let (rl, ru) = (floats(&r["lower"]), floats(&r["upper"]));
                 // Sigmoid and MaxPool relaxations differ from auto_LiRPA's by design (its
                 // tangent table, its MaxPool rule): compared loosely, as its README advises.
                 let ops = &m.info.op_counts;
-                let factor = if ops.contains_key("Sigmoid") || ops.contains_key("MaxPool") { 1.01 } else { 1.001 };
+                let factor = if method == Method::AlphaCrown && ops.contains_key("MaxPool") {
+                    // A known gap: auto_LiRPA's alpha-CROWN also optimises MaxPool's lines; ours
+                    // optimises ReLU and S-shaped lines and keeps CROWN's MaxPool relaxation
+                    // (measured: at most 8% wider on the verivital cases).
+                    1.1
+                } else if ops.contains_key("Sigmoid") || ops.contains_key("MaxPool") {
+                    1.01
+                } else {
+                    1.001
+                };
                 let mut worst: f64 = 0.0;
                 for j in 0..w {
                     let ours = b.upper[j] - b.lower[j];

@@ -102,6 +102,20 @@ impl Sparse {
         }
     }
 
+    /// y[r, :] += S x[r, :] for each of `rows` row vectors x (row-major, `self.cols` wide),
+    /// round to nearest (dense maps: one GEMM).
+    pub fn apply_rows_add(&self, x: &[f64], rows: usize, y: &mut [f64]) {
+        let (n_out, n_in) = (self.rows, self.cols);
+        if let Some(w) = &self.dense {
+            // Y += X W^T: W^T read through strides.
+            crate::ir::tensor::gemm(rows, n_in, n_out, 1.0, x, (n_in, 1), w, (1, n_in), 1.0, y);
+            return;
+        }
+        for r in 0..rows {
+            self.apply_add(&x[r * n_in..(r + 1) * n_in], &mut y[r * n_out..(r + 1) * n_out]);
+        }
+    }
+
     /// y += |S| x for x >= 0, rounded up (an upper bound of the exact product).
     pub fn abs_apply_add_up(&self, x: &[f64], y: &mut [f64]) {
         let g = 1.0 + 2.0 * gamma(self.max_row_len() + 1);

@@ -3,7 +3,7 @@
 //! step bounded (Higham's gamma_n on each sum of products) and charged to the bias, so the
 //! reported bounds hold for the real-valued network.
 
-use super::affine::{AffineMap, Relaxation, Sparse};
+use super::affine::{AffineMap, Relaxation};
 use crate::error::{Error, Result};
 use crate::ir::{Graph, NodeId};
 use crate::num::{add_down, add_up, gamma, mul_up, up, UNIT_ROUNDOFF};
@@ -68,6 +68,19 @@ impl<'g> BoundTable<'g> {
     /// Computes bounds of every node up to and including `upto`, by `method` for the inputs of
     /// nonlinear operators (and IBP everywhere as a floor).
     pub fn new(graph: &'g Graph, region: &'g Region, method: Method, upto: NodeId) -> Result<Self> {
+        Self::with_alpha(graph, region, method, upto, Some(AlphaOptions::default()))
+    }
+
+    /// As [`BoundTable::new`]; with `Method::AlphaCrown` and `alpha` set (and its `intermediate`
+    /// flag), the bounds of the unstable inputs of ReLU-like nodes are optimised by alpha-CROWN
+    /// too, layer by layer.
+    pub fn with_alpha(
+        graph: &'g Graph,
+        region: &'g Region,
+        method: Method,
+        upto: NodeId,
+        alpha: Option<AlphaOptions>,
+    ) -> Result<Self> {
         if graph.inputs.len() != 1 {
             return Err(Error::InvalidArgument("bound propagation needs a single-input model".into()));
         }
@@ -152,6 +165,9 @@ impl<'g> BoundTable<'g> {
                         iv.lo[i] = iv.lo[i].max(sb.lower[r]);
                         iv.hi[i] = iv.hi[i].min(sb.upper[r]);
                     }
+                    if let (Method::AlphaCrown, Some(opts)) = (method, alpha.filter(|o| o.intermediate)) {
+                        t.alpha_refine(NodeId(id), &mut iv, &users[id], opts)?;
+                    }
                 }
             }
             t.bounds[id] = Some(iv);
@@ -200,10 +216,12 @@ impl<'g> BoundTable<'g> {
             }
             max_col = max_col.max(lmap.parts[k].max_col_len() + umap.parts[k].max_col_len());
         }
-        if let Some((lo, hi)) = Self::alpha_range(&node.op) {
-            // alpha-CROWN may swap in any lower slope of the op's range: charge for the largest.
+        if let Some(rg) = Self::alpha_range(&node.op) {
+            // alpha-CROWN may swap in any slope of the op's range for each optimised line:
+            // charge for the largest.
             let m = self.magnitude(node.inputs[0]);
-            let s = lo.abs().max(hi.abs());
+            let lines = if rg.hi.is_some() { 2.0 } else { 1.0 };
+            let s = lines * rg.lo.0.abs().max(rg.lo.1.abs()).max(rg.hi.map_or(0.0, |h| h.0.abs().max(h.1.abs())));
             for (a, mj) in abs_sm.iter_mut().zip(&m) {
                 *a = add_up(*a, mul_up(s, *mj));
             }
@@ -222,11 +240,8 @@ impl<'g> BoundTable<'g> {
         Ok(())
     }
 
-    /// Bounds on `spec` (rows x numel(target), row-major) times the target's output, over the
-    /// region: rows are processed in parallel, each independently (so results do not depend on
-    /// the number of threads).
-    pub fn backward(&mut self, target: NodeId, spec: &[f64], rows: usize) -> Result<SpecBounds> {
-        // Every node the target depends on gets its relaxation first (read-only afterwards).
+    /// Relaxations of every node `target` depends on (read-only afterwards).
+    fn ensure_relaxations_upto(&mut self, target: NodeId) -> Result<Vec<bool>> {
         let mut needed = vec![false; target.0 + 1];
         needed[target.0] = true;
         for id in (0..=target.0).rev() {
@@ -241,12 +256,12 @@ impl<'g> BoundTable<'g> {
                 self.ensure_relaxation(NodeId(id))?;
             }
         }
-        let width = self.graph.nodes[target.0].shape.iter().product::<usize>();
-        if spec.len() != rows * width {
-            return Err(Error::Shape(format!("specification of {} values for {rows} rows of {width}", spec.len())));
-        }
-        // Chunks of rows: one per thread when memory allows (weights are packed once per
-        // chunk and node), parallel across chunks.
+        Ok(needed)
+    }
+
+    /// Rows per parallel chunk for a pass over `rows` specification rows, bounded by memory
+    /// (each chunk holds a rows x width matrix per node on the way).
+    fn chunk_rows(&self, needed: &[bool], rows: usize, per_node_copies: usize) -> usize {
         let widest = needed
             .iter()
             .enumerate()
@@ -255,8 +270,22 @@ impl<'g> BoundTable<'g> {
             .max()
             .unwrap_or(1);
         let threads = rayon::current_num_threads().max(1);
-        let by_memory = ((1usize << 23) / widest.max(1)).max(8);
-        let chunk = rows.div_ceil(threads).clamp(8, by_memory.max(8));
+        let by_memory = ((1usize << 23) / (widest.max(1) * per_node_copies.max(1))).max(8);
+        rows.div_ceil(threads).clamp(8, by_memory.max(8))
+    }
+
+    /// Bounds on `spec` (rows x numel(target), row-major) times the target's output, over the
+    /// region: rows are processed in parallel, each independently (so results do not depend on
+    /// the number of threads).
+    pub fn backward(&mut self, target: NodeId, spec: &[f64], rows: usize) -> Result<SpecBounds> {
+        let needed = self.ensure_relaxations_upto(target)?;
+        let width = self.graph.nodes[target.0].shape.iter().product::<usize>();
+        if spec.len() != rows * width {
+            return Err(Error::Shape(format!("specification of {} values for {rows} rows of {width}", spec.len())));
+        }
+        // Chunks of rows: one per thread when memory allows (weights are packed once per
+        // chunk and node), parallel across chunks.
+        let chunk = self.chunk_rows(&needed, rows, 1);
         let this = &*self;
         let parts: Result<Vec<SpecBounds>> = (0..rows)
             .step_by(chunk)
@@ -264,7 +293,7 @@ impl<'g> BoundTable<'g> {
             .into_par_iter()
             .map(|start| {
                 let end = (start + chunk).min(rows);
-                this.backward_rows(target, &spec[start * width..end * width], end - start)
+                this.backward_general(target, &spec[start * width..end * width], end - start, None, None)
             })
             .collect();
         let mut out = SpecBounds { lower: Vec::with_capacity(rows), upper: Vec::with_capacity(rows) };
@@ -280,25 +309,24 @@ impl<'g> BoundTable<'g> {
         b.lo.iter().zip(&b.hi).map(|(l, h)| l.abs().max(h.abs())).collect()
     }
 
-    fn backward_rows(&self, target: NodeId, spec: &[f64], rows: usize) -> Result<SpecBounds> {
-        self.backward_general(target, spec, rows, None, None)
-    }
-
-    /// The backward pass. With `alpha` (one row only), the lower lines of the unstable neurons
-    /// of ReLU / LeakyReLU nodes use the given slopes (alpha-CROWN); with `record`, the lower
-    /// matrix reaching every node and the input point minimising the lower bound are kept (for
-    /// the gradient).
+    /// The backward pass. With `alpha` (per node, rows x width slopes, NaN where the line is
+    /// fixed), the lower lines of the unstable neurons of ReLU / LeakyReLU nodes use the given
+    /// slopes, one set per row (alpha-CROWN); only lower bounds are computed then (upper ones
+    /// are +inf). With `record`, the lower matrix reaching every node and the input point
+    /// minimising each row's lower bound are kept (for the gradient).
     fn backward_general(
         &self,
         target: NodeId,
         spec: &[f64],
         rows: usize,
-        alpha: Option<&[Option<Vec<f64>>]>,
+        alpha: Option<&[Option<AlphaVars>]>,
         mut record: Option<&mut Recording>,
     ) -> Result<SpecBounds> {
         let g = self.graph;
+        let lower_only = alpha.is_some();
         let mut state: Vec<Option<(Vec<f64>, Vec<f64>)>> = vec![None; target.0 + 1];
-        state[target.0] = Some((spec.to_vec(), spec.to_vec()));
+        let ua0 = if lower_only { vec![0.0; spec.len()] } else { spec.to_vec() };
+        state[target.0] = Some((spec.to_vec(), ua0));
         let mut lbias = vec![0.0f64; rows];
         let mut ubias = vec![0.0f64; rows];
         let mut result: Option<SpecBounds> = None;
@@ -309,14 +337,18 @@ impl<'g> BoundTable<'g> {
             if let Op::Input(_) = node.op {
                 let mut lower = Vec::with_capacity(rows);
                 let mut upper = Vec::with_capacity(rows);
+                let (blo, bhi) = (&self.input_box.0, &self.input_box.1);
                 for r in 0..rows {
                     let lr = &la[r * width..(r + 1) * width];
-                    let neg: Vec<f64> = ua[r * width..(r + 1) * width].iter().map(|v| -v).collect();
-                    let (blo, bhi) = (&self.input_box.0, &self.input_box.1);
                     lower.push(add_down(lbias[r], self.region.min_linear_in(lr, blo, bhi)));
-                    upper.push(add_up(ubias[r], -self.region.min_linear_in(&neg, blo, bhi)));
+                    if lower_only {
+                        upper.push(f64::INFINITY);
+                    } else {
+                        let neg: Vec<f64> = ua[r * width..(r + 1) * width].iter().map(|v| -v).collect();
+                        upper.push(add_up(ubias[r], -self.region.min_linear_in(&neg, blo, bhi)));
+                    }
                     if let Some(rec) = record.as_deref_mut() {
-                        rec.x_star = self.region.minimizer(lr, blo, bhi);
+                        rec.x_star.extend(self.region.minimizer(lr, blo, bhi));
                     }
                 }
                 result = Some(SpecBounds { lower, upper });
@@ -324,25 +356,17 @@ impl<'g> BoundTable<'g> {
             }
             let rel = self.relax[id].as_ref().expect("relaxations are computed before the pass");
             let t = self.charge[id].as_ref().expect("charges are computed with the relaxations");
-            let (mut lmap, umap) = (rel.lower(), rel.upper());
+            let (lmap, umap) = (rel.lower(), rel.upper());
             let affine = matches!(rel, Relaxation::Affine(_));
-            let alpha_map;
-            if let Some(slopes) = alpha.and_then(|a| a[id].as_ref()) {
-                // alpha x <= f(x) for alpha in the op's range (checked by the caller), offset 0.
-                let (d, off): (Vec<f64>, Vec<f64>) = (0..slopes.len())
-                    .map(
-                        |j| if slopes[j].is_nan() { (lmap.parts[0].diag(j), lmap.offset[j]) } else { (slopes[j], 0.0) },
-                    )
-                    .unzip();
-                alpha_map = AffineMap::exact(vec![Sparse::diagonal(&d)], off);
-                lmap = &alpha_map;
-            }
+            // alpha x <= f(x) for alpha in the op's range (set up by the caller), offset 0.
+            let slopes = alpha.and_then(|a| a.get(id)).and_then(|s| s.as_ref());
             if let Some(rec) = record.as_deref_mut() {
                 rec.la[id] = Some(la.clone());
             }
             for r in 0..rows {
                 let lr = &la[r * width..(r + 1) * width];
                 let ur = &ua[r * width..(r + 1) * width];
+                let base = r * width;
                 // Offsets: a row's positive entries meet the lower map for its lower bound, the
                 // negative ones the upper map; the rounding charge is |row| . t. All sums of
                 // products are bounded with gamma_n (Higham) and rounded outward.
@@ -355,7 +379,12 @@ impl<'g> BoundTable<'g> {
                         continue;
                     }
                     n += 1;
-                    let lo_off = if a >= 0.0 { lmap.offset[j] } else { umap.offset[j] };
+                    let lo_off = match slopes {
+                        Some(v) if a >= 0.0 && !v.lo[base + j].is_nan() => v.lo_off[base + j],
+                        Some(v) if a < 0.0 && !v.hi[base + j].is_nan() => v.hi_off[base + j],
+                        _ if a >= 0.0 => lmap.offset[j],
+                        _ => umap.offset[j],
+                    };
                     let up_off = if b >= 0.0 { umap.offset[j] } else { lmap.offset[j] };
                     let (p, q) = (a * lo_off, b * up_off);
                     ls += p;
@@ -376,14 +405,31 @@ impl<'g> BoundTable<'g> {
                 let n_in = lmap.parts[k].cols;
                 let mut la_k = vec![0.0; rows * n_in];
                 let mut ua_k = vec![0.0; rows * n_in];
-                if affine {
+                if let Some(v) = slopes {
+                    // Element-wise op with per-row slopes: the lower line where the entry is
+                    // >= 0, the upper line elsewhere (optimised slopes where set).
+                    let ld: Vec<f64> = (0..width).map(|j| lmap.parts[0].diag(j)).collect();
+                    let ud: Vec<f64> = (0..width).map(|j| umap.parts[0].diag(j)).collect();
+                    for (i, (o, &a)) in la_k.iter_mut().zip(&la).enumerate() {
+                        let j = i % width;
+                        *o = if a >= 0.0 {
+                            a * if v.lo[i].is_nan() { ld[j] } else { v.lo[i] }
+                        } else {
+                            a * if v.hi[i].is_nan() { ud[j] } else { v.hi[i] }
+                        };
+                    }
+                } else if affine {
                     lmap.parts[k].transpose_apply_add(&la, rows, &mut la_k, None);
-                    lmap.parts[k].transpose_apply_add(&ua, rows, &mut ua_k, None);
+                    if !lower_only {
+                        lmap.parts[k].transpose_apply_add(&ua, rows, &mut ua_k, None);
+                    }
                 } else {
                     lmap.parts[k].transpose_apply_add(&la, rows, &mut la_k, Some(true));
                     umap.parts[k].transpose_apply_add(&la, rows, &mut la_k, Some(false));
-                    umap.parts[k].transpose_apply_add(&ua, rows, &mut ua_k, Some(true));
-                    lmap.parts[k].transpose_apply_add(&ua, rows, &mut ua_k, Some(false));
+                    if !lower_only {
+                        umap.parts[k].transpose_apply_add(&ua, rows, &mut ua_k, Some(true));
+                        lmap.parts[k].transpose_apply_add(&ua, rows, &mut ua_k, Some(false));
+                    }
                 }
                 match state[p.0].take() {
                     None => state[p.0] = Some((la_k, ua_k)),
@@ -413,6 +459,9 @@ impl<'g> BoundTable<'g> {
         }
         Ok(result.unwrap_or_else(|| {
             // The target does not depend on the input: its bounds are the biases.
+            if lower_only {
+                ubias.iter_mut().for_each(|u| *u = f64::INFINITY);
+            }
             SpecBounds { lower: lbias, upper: ubias }
         }))
     }
@@ -441,10 +490,16 @@ pub fn bound_spec(
         Method::Ibp => Ok(ibp_of_spec(t.bounds[output.0].as_ref().expect("computed"), spec, rows)),
         Method::AlphaCrown => {
             let ibp = ibp_of_spec(t.bounds[output.0].as_ref().expect("computed"), spec, rows);
+            // Lower bounds of spec and of -spec in one batch, warm-started from CROWN.
             let opts = AlphaOptions::default();
-            let lower = t.alpha_lower(output, spec, rows, opts)?;
-            let neg: Vec<f64> = spec.iter().map(|v| -v).collect();
-            let upper: Vec<f64> = t.alpha_lower(output, &neg, rows, opts)?.iter().map(|v| -v).collect();
+            let crown = t.backward(output, spec, rows)?;
+            let mut both = spec.to_vec();
+            both.extend(spec.iter().map(|v| -v));
+            let mut start = crown.lower.clone();
+            start.extend(crown.upper.iter().map(|u| -u));
+            let best = t.alpha_rows(output, &both, 2 * rows, opts.final_iterations, opts, &start)?;
+            let (lower, upper): (Vec<f64>, Vec<f64>) =
+                (best[..rows].to_vec(), best[rows..].iter().map(|v| -v).collect());
             Ok(SpecBounds {
                 lower: lower.iter().zip(&ibp.lower).map(|(a, b)| a.max(*b)).collect(),
                 upper: upper.iter().zip(&ibp.upper).map(|(a, b)| a.min(*b)).collect(),
@@ -480,8 +535,8 @@ fn ibp_of_spec(b: &Interval, spec: &[f64], rows: usize) -> SpecBounds {
     }
 }
 
-/// What one recorded backward pass kept: the lower matrix reaching every node (one row) and
-/// the input point attaining the lower bound.
+/// What one recorded backward pass kept: the lower matrix reaching every node (rows x width)
+/// and, per row, the input point attaining the lower bound (rows x input width).
 #[derive(Default)]
 struct Recording {
     la: Vec<Option<Vec<f64>>>,
@@ -489,108 +544,327 @@ struct Recording {
 }
 
 /// Optimisation settings of alpha-CROWN (Xu et al. 2021): projected Adam on the lower slopes
-/// of unstable ReLU / LeakyReLU neurons, per specification row, intermediate bounds fixed.
+/// of unstable ReLU / LeakyReLU neurons, one set of slopes per bounded quantity (every output
+/// row, and every unstable intermediate neuron's lower and upper bound), intermediate bounds
+/// tightened layer by layer before the layers after them are relaxed.
 #[derive(Copy, Clone, Debug)]
 pub struct AlphaOptions {
+    /// Steps for each intermediate neuron's bounds.
     pub iterations: usize,
+    /// Steps for the rows asked for (few, so they get more).
+    pub final_iterations: usize,
     pub learning_rate: f64,
+    /// Multiplied into the learning rate after every step.
+    pub lr_decay: f64,
+    /// Optimise the intermediate (pre-activation) bounds too, not only the final rows.
+    pub intermediate: bool,
 }
 
 impl Default for AlphaOptions {
     fn default() -> Self {
-        AlphaOptions { iterations: 20, learning_rate: 0.5 }
+        AlphaOptions { iterations: 20, final_iterations: 80, learning_rate: 0.5, lr_decay: 0.98, intermediate: true }
     }
 }
 
+/// The slopes alpha-CROWN may choose for an op's lines: `lo` for the lower line, `hi` for
+/// the upper one when that is optimised too (S-shaped functions).
+#[derive(Copy, Clone, Debug)]
+struct AlphaRange {
+    lo: (f64, f64),
+    hi: Option<(f64, f64)>,
+}
+
+/// The optimised lines of one node for a batch of rows (each rows x width; a NaN slope keeps
+/// the relaxation's own line), with each line's sound offset and the point where the offset
+/// is attained (its derivative in the slope is minus that point).
+#[derive(Clone)]
+struct AlphaVars {
+    lo: Vec<f64>,
+    lo_off: Vec<f64>,
+    lo_pt: Vec<f64>,
+    hi: Vec<f64>,
+    hi_off: Vec<f64>,
+    hi_pt: Vec<f64>,
+    /// Per neuron (width), the slopes searched.
+    lim: Vec<(f64, f64)>,
+}
+
 impl BoundTable<'_> {
-    /// The range of valid lower slopes of an unstable neuron of `op`, when it is a ReLU-like op.
-    fn alpha_range(op: &Op) -> Option<(f64, f64)> {
+    /// The slopes alpha-CROWN optimises for `op`, if any.
+    fn alpha_range(op: &Op) -> Option<AlphaRange> {
         match op {
-            Op::Relu(_) => Some((0.0, 1.0)),
-            Op::LeakyRelu(l) => Some((l.alpha.min(1.0), l.alpha.max(1.0))),
+            Op::Relu(_) => Some(AlphaRange { lo: (0.0, 1.0), hi: None }),
+            Op::LeakyRelu(l) => Some(AlphaRange { lo: (l.alpha.min(1.0), l.alpha.max(1.0)), hi: None }),
+            // Any slope gives a valid line (its offset is computed for it); beyond the largest
+            // derivative nothing is gained.
+            Op::Sigmoid(_) => Some(AlphaRange { lo: (0.0, 0.25), hi: Some((0.0, 0.25)) }),
+            Op::Tanh(_) => Some(AlphaRange { lo: (0.0, 1.0), hi: Some((0.0, 1.0)) }),
             _ => None,
         }
+    }
+
+    /// Whether a neuron with input bounds [l, u] of `op` has lines worth optimising.
+    fn alpha_neuron(op: &Op, l: f64, u: f64) -> bool {
+        match op {
+            Op::Relu(_) | Op::LeakyRelu(_) => l < 0.0 && u > 0.0,
+            _ => l < u,
+        }
+    }
+
+    /// The offset of the line of slope `a` (lower or upper) of neuron input [l, u], and where it
+    /// is attained. ReLU-like lower lines through the origin: offset 0.
+    fn line_offset(op: &Op, l: f64, u: f64, a: f64, upper: bool) -> (f64, f64) {
+        use crate::ops::Elementwise;
+        let r = match op {
+            Op::Sigmoid(f) => f.line_offset(l, u, a, upper),
+            Op::Tanh(f) => f.line_offset(l, u, a, upper),
+            _ => None,
+        };
+        r.unwrap_or((0.0, 0.0))
+    }
+
+    /// The slopes searched for a neuron with input bounds [l, u]: the op's range, narrowed to
+    /// the derivatives on [l, u] for smooth functions.
+    fn slope_limits(op: &Op, rg: (f64, f64), l: f64, u: f64) -> (f64, f64) {
+        use crate::ops::Elementwise;
+        let d = match op {
+            Op::Sigmoid(f) => f.derivative_range(l, u),
+            Op::Tanh(f) => f.derivative_range(l, u),
+            _ => None,
+        };
+        match d {
+            Some((a, b)) if a.is_finite() && b.is_finite() && a <= b => (a.max(rg.0), b.min(rg.1)),
+            _ => rg,
+        }
+    }
+
+    /// Recomputes the offsets of every optimised line of node `id` after a slope update.
+    fn alpha_offsets(&self, id: usize, v: &mut AlphaVars) {
+        let node = &self.graph.nodes[id];
+        let b = self.bounds[node.inputs[0].0].as_ref().expect("computed");
+        let w = b.lo.len();
+        for i in 0..v.lo.len() {
+            let j = i % w;
+            if !v.lo[i].is_nan() {
+                (v.lo_off[i], v.lo_pt[i]) = Self::line_offset(&node.op, b.lo[j], b.hi[j], v.lo[i], false);
+            }
+            if !v.hi[i].is_nan() {
+                (v.hi_off[i], v.hi_pt[i]) = Self::line_offset(&node.op, b.lo[j], b.hi[j], v.hi[i], true);
+            }
+        }
+    }
+
+    /// Tightens the entries of `iv` (the bounds of `id`, which feeds optimisable `users`)
+    /// that the users' relaxations depend on, by alpha-CROWN: one lower and one upper row per
+    /// neuron, each optimised on its own.
+    fn alpha_refine(&mut self, id: NodeId, iv: &mut Interval, users: &[NodeId], opts: AlphaOptions) -> Result<()> {
+        let g = self.graph;
+        if !users.iter().all(|u| Self::alpha_range(&g.nodes[u.0].op).is_some()) {
+            return Ok(());
+        }
+        let open: Vec<usize> = (0..iv.lo.len())
+            .filter(|&i| users.iter().any(|u| Self::alpha_neuron(&g.nodes[u.0].op, iv.lo[i], iv.hi[i])))
+            .collect();
+        self.bounds[id.0] = Some(iv.clone());
+        if open.is_empty() || !self.has_alpha(id) {
+            return Ok(());
+        }
+        let n = iv.lo.len();
+        let rows = 2 * open.len();
+        let mut spec = vec![0.0; rows * n];
+        let mut start = Vec::with_capacity(rows);
+        for (r, &i) in open.iter().enumerate() {
+            spec[2 * r * n + i] = 1.0;
+            spec[(2 * r + 1) * n + i] = -1.0;
+            start.push(iv.lo[i]);
+            start.push(-iv.hi[i]);
+        }
+        let best = self.alpha_rows(id, &spec, rows, opts.iterations, opts, &start)?;
+        for (r, &i) in open.iter().enumerate() {
+            iv.lo[i] = iv.lo[i].max(best[2 * r]);
+            iv.hi[i] = iv.hi[i].min(-best[2 * r + 1]);
+        }
+        Ok(())
     }
 
     /// alpha-CROWN lower bounds of `spec` rows: each row optimised on its own, starting from
     /// CROWN's slopes and keeping the best sound bound seen (so never looser than CROWN).
     pub fn alpha_lower(&mut self, target: NodeId, spec: &[f64], rows: usize, opts: AlphaOptions) -> Result<Vec<f64>> {
-        // Relaxations first (shared, read-only afterwards).
         let crown = self.backward(target, spec, rows)?;
-        let width = spec.len() / rows.max(1);
-        let this = &*self;
-        (0..rows)
-            .into_par_iter()
-            .map(|r| this.alpha_row(target, &spec[r * width..(r + 1) * width], opts, crown.lower[r]))
-            .collect()
+        self.alpha_rows(target, spec, rows, opts.final_iterations, opts, &crown.lower)
     }
 
-    fn alpha_row(&self, target: NodeId, row: &[f64], opts: AlphaOptions, crown: f64) -> Result<f64> {
+    /// Optimises the slopes of every row (warm-started from CROWN's), keeping per row the best
+    /// of `start` and every bound seen. Rows are independent and processed in parallel chunks,
+    /// so the result does not depend on the number of threads.
+    fn alpha_rows(
+        &mut self,
+        target: NodeId,
+        spec: &[f64],
+        rows: usize,
+        iterations: usize,
+        opts: AlphaOptions,
+        start: &[f64],
+    ) -> Result<Vec<f64>> {
+        let needed = self.ensure_relaxations_upto(target)?;
+        if rows == 0 || !self.has_alpha(target) {
+            return Ok(start.to_vec());
+        }
+        let width = spec.len() / rows;
+        // The pass records a matrix per node and the forward values: several copies per node.
+        let chunk = self.chunk_rows(&needed, rows, 4);
+        let this = &*self;
+        let parts: Result<Vec<Vec<f64>>> = (0..rows)
+            .step_by(chunk)
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(|s| {
+                let e = (s + chunk).min(rows);
+                this.alpha_chunk(target, &spec[s * width..e * width], e - s, iterations, opts, &start[s..e])
+            })
+            .collect();
+        Ok(parts?.concat())
+    }
+
+    /// Whether some node before `target` has lines to optimise.
+    fn has_alpha(&self, target: NodeId) -> bool {
+        (0..=target.0).any(|id| {
+            let node = &self.graph.nodes[id];
+            Self::alpha_range(&node.op).is_some()
+                && self.relax[id].is_some()
+                && self.bounds[node.inputs[0].0]
+                    .as_ref()
+                    .is_some_and(|b| b.lo.iter().zip(&b.hi).any(|(l, h)| Self::alpha_neuron(&node.op, *l, *h)))
+        })
+    }
+
+    fn alpha_chunk(
+        &self,
+        target: NodeId,
+        spec: &[f64],
+        rows: usize,
+        iterations: usize,
+        opts: AlphaOptions,
+        start: &[f64],
+    ) -> Result<Vec<f64>> {
         let g = self.graph;
         let n_nodes = target.0 + 1;
-        // Initial slopes: CROWN's lower lines; NaN marks neurons whose line is fixed.
-        let mut alpha: Vec<Option<Vec<f64>>> = vec![None; n_nodes];
-        let mut range: Vec<(f64, f64)> = vec![(0.0, 0.0); n_nodes];
+        // Initial slopes: CROWN's lines; NaN marks lines that stay fixed.
+        let mut alpha: Vec<Option<AlphaVars>> = vec![None; n_nodes];
+        let mut range: Vec<Option<AlphaRange>> = vec![None; n_nodes];
         for id in 0..n_nodes {
             let node = &g.nodes[id];
             let (Some(rg), Some(rel)) = (Self::alpha_range(&node.op), self.relax[id].as_ref()) else { continue };
             let b = self.bounds[node.inputs[0].0].as_ref().expect("computed");
-            let lmap = rel.lower();
-            let a: Vec<f64> = (0..b.lo.len())
-                .map(
-                    |j| if b.lo[j] < 0.0 && b.hi[j] > 0.0 { lmap.parts[0].diag(j).clamp(rg.0, rg.1) } else { f64::NAN },
-                )
-                .collect();
-            if a.iter().any(|v| !v.is_nan()) {
-                alpha[id] = Some(a);
-                range[id] = rg;
+            let (lmap, umap) = (rel.lower(), rel.upper());
+            let open: Vec<bool> = (0..b.lo.len()).map(|j| Self::alpha_neuron(&node.op, b.lo[j], b.hi[j])).collect();
+            if !open.iter().any(|&o| o) {
+                continue;
             }
+            let lo: Vec<f64> = (0..b.lo.len())
+                .map(|j| if open[j] { lmap.parts[0].diag(j).clamp(rg.lo.0, rg.lo.1) } else { f64::NAN })
+                .collect();
+            let hi: Vec<f64> = (0..b.lo.len())
+                .map(|j| match rg.hi {
+                    Some(h) if open[j] => umap.parts[0].diag(j).clamp(h.0, h.1),
+                    _ => f64::NAN,
+                })
+                .collect();
+            let n = lo.len() * rows;
+            let lim: Vec<(f64, f64)> =
+                (0..b.lo.len()).map(|j| Self::slope_limits(&node.op, rg.lo, b.lo[j], b.hi[j])).collect();
+            let lo: Vec<f64> =
+                lo.iter().zip(&lim).map(|(a, l)| if a.is_nan() { *a } else { a.clamp(l.0, l.1) }).collect();
+            let hi: Vec<f64> =
+                hi.iter().zip(&lim).map(|(a, l)| if a.is_nan() { *a } else { a.clamp(l.0, l.1) }).collect();
+            let mut v = AlphaVars {
+                lo: lo.repeat(rows),
+                lo_off: vec![0.0; n],
+                lo_pt: vec![0.0; n],
+                hi: hi.repeat(rows),
+                hi_off: vec![0.0; n],
+                hi_pt: vec![0.0; n],
+                lim,
+            };
+            self.alpha_offsets(id, &mut v);
+            alpha[id] = Some(v);
+            range[id] = Some(rg);
         }
-        let mut best = crown;
+        let mut best = start.to_vec();
         if alpha.iter().all(|a| a.is_none()) {
             return Ok(best);
         }
-        let (b1, b2, eps) = (0.9, 0.999, 1e-8);
-        let mut m1: Vec<Option<Vec<f64>>> = alpha.iter().map(|a| a.as_ref().map(|v| vec![0.0; v.len()])).collect();
+        let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8);
+        // Adam moments per slope: lower lines, then upper lines.
+        let zeros = |a: &Option<AlphaVars>| a.as_ref().map(|v| vec![0.0; 2 * v.lo.len()]);
+        let mut m1: Vec<Option<Vec<f64>>> = alpha.iter().map(zeros).collect();
         let mut m2 = m1.clone();
         let mut lr = opts.learning_rate;
-        for it in 0..opts.iterations {
-            let mut rec = Recording { la: vec![None; n_nodes], x_star: vec![] };
-            let b = self.backward_general(target, row, 1, Some(&alpha), Some(&mut rec))?;
-            best = best.max(b.lower[0]);
+        for it in 0..iterations {
+            let mut rec = Recording { la: vec![None; n_nodes], x_star: Vec::new() };
+            let b = self.backward_general(target, spec, rows, Some(&alpha), Some(&mut rec))?;
+            for (bst, v) in best.iter_mut().zip(&b.lower) {
+                *bst = bst.max(*v);
+            }
             if rec.x_star.is_empty() {
                 break;
             }
-            // The bound is the relaxed network's value at x*: its derivative in a slope is the
-            // matrix entry reaching the neuron times the neuron's input value there.
-            let values = self.relaxed_forward(target, &rec, &alpha);
+            // A row's bound is the relaxed network's value at its x*: its derivative in a slope
+            // is the matrix entry reaching the neuron times (input value - touching point).
+            let values = self.relaxed_forward(target, &rec, &alpha, rows);
+            let (c1, c2) = (1.0 - b1.powi(it as i32 + 1), 1.0 - b2.powi(it as i32 + 1));
             for id in 0..n_nodes {
-                let Some(a) = alpha[id].as_mut() else { continue };
+                let (Some(v), Some(rg)) = (alpha[id].as_mut(), range[id]) else { continue };
                 let (Some(la), Some(x)) = (rec.la[id].as_ref(), values[g.nodes[id].inputs[0].0].as_ref()) else {
                     continue;
                 };
                 let (ma, va) = (m1[id].as_mut().unwrap(), m2[id].as_mut().unwrap());
-                for j in 0..a.len() {
-                    if a[j].is_nan() || la[j] <= 0.0 {
+                // Smooth functions: the bound moves fast with the slope (every line is tight
+                // somewhere), so smaller steps (measured on the ERAN sigmoid nets).
+                let step_scale = if rg.hi.is_some() { 0.05 } else { 1.0 };
+                let n = v.lo.len();
+                let w = v.lim.len();
+                for i in 0..n {
+                    let (smin, smax) = v.lim[i % w];
+                    let (slope, pt, k) = if la[i] > 0.0 {
+                        (&mut v.lo[i], v.lo_pt[i], i)
+                    } else if la[i] < 0.0 && rg.hi.is_some() {
+                        (&mut v.hi[i], v.hi_pt[i], n + i)
+                    } else {
+                        continue;
+                    };
+                    if slope.is_nan() {
                         continue;
                     }
-                    let grad = la[j] * x[j];
-                    ma[j] = b1 * ma[j] + (1.0 - b1) * grad;
-                    va[j] = b2 * va[j] + (1.0 - b2) * grad * grad;
-                    let mh = ma[j] / (1.0 - b1.powi(it as i32 + 1));
-                    let vh = va[j] / (1.0 - b2.powi(it as i32 + 1));
-                    a[j] = (a[j] + lr * mh / (vh.sqrt() + eps)).clamp(range[id].0, range[id].1);
+                    let grad = la[i] * (x[i] - pt);
+                    ma[k] = b1 * ma[k] + (1.0 - b1) * grad;
+                    va[k] = b2 * va[k] + (1.0 - b2) * grad * grad;
+                    let (mh, vh) = (ma[k] / c1, va[k] / c2);
+                    // Steps in proportion to the slope range (ReLU's is [0, 1]).
+                    *slope = (*slope + lr * (smax - smin) * step_scale * mh / (vh.sqrt() + eps)).clamp(smin, smax);
+                }
+                if rg.hi.is_some() {
+                    self.alpha_offsets(id, v);
                 }
             }
-            lr *= 0.98;
+            lr *= opts.lr_decay;
         }
-        let b = self.backward_general(target, row, 1, Some(&alpha), None)?;
-        Ok(best.max(b.lower[0]))
+        let b = self.backward_general(target, spec, rows, Some(&alpha), None)?;
+        for (bst, v) in best.iter_mut().zip(&b.lower) {
+            *bst = bst.max(*v);
+        }
+        Ok(best)
     }
 
-    /// Every node's value at the recorded x* through the lines the recorded lower pass chose
-    /// (lower lines where the matrix entry is >= 0, upper ones elsewhere).
-    fn relaxed_forward(&self, target: NodeId, rec: &Recording, alpha: &[Option<Vec<f64>>]) -> Vec<Option<Vec<f64>>> {
+    /// Every node's value (rows x width) at each row's recorded x* through the lines that
+    /// row's lower pass chose (lower lines where its matrix entry is >= 0, upper ones elsewhere).
+    fn relaxed_forward(
+        &self,
+        target: NodeId,
+        rec: &Recording,
+        alpha: &[Option<AlphaVars>],
+        rows: usize,
+    ) -> Vec<Option<Vec<f64>>> {
         let g = self.graph;
         let mut vals: Vec<Option<Vec<f64>>> = vec![None; target.0 + 1];
         for id in 0..=target.0 {
@@ -604,26 +878,29 @@ impl BoundTable<'_> {
                 continue;
             }
             let eval = |m: &AffineMap| {
-                let mut y = m.offset.clone();
+                let mut y = m.offset.repeat(rows);
                 for (k, p) in node.inputs.iter().enumerate() {
-                    m.parts[k].apply_add(vals[p.0].as_ref().unwrap(), &mut y);
+                    m.parts[k].apply_rows_add(vals[p.0].as_ref().unwrap(), rows, &mut y);
                 }
                 y
             };
             let v = match rel {
                 Relaxation::Affine(m) => eval(m),
                 Relaxation::Bounds { lower, upper } => {
-                    let (mut lo, up) = (eval(lower), eval(upper));
+                    let (mut lo, mut up) = (eval(lower), eval(upper));
                     if let Some(a) = alpha[id].as_ref() {
                         let x = vals[node.inputs[0].0].as_ref().unwrap();
-                        for j in 0..lo.len() {
-                            if !a[j].is_nan() {
-                                lo[j] = a[j] * x[j];
+                        for i in 0..lo.len() {
+                            if !a.lo[i].is_nan() {
+                                lo[i] = a.lo[i] * x[i] + a.lo_off[i];
+                            }
+                            if !a.hi[i].is_nan() {
+                                up[i] = a.hi[i] * x[i] + a.hi_off[i];
                             }
                         }
                     }
                     match rec.la[id].as_ref() {
-                        Some(la) => (0..lo.len()).map(|j| if la[j] >= 0.0 { lo[j] } else { up[j] }).collect(),
+                        Some(la) => (0..lo.len()).map(|i| if la[i] >= 0.0 { lo[i] } else { up[i] }).collect(),
                         None => lo,
                     }
                 }

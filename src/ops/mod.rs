@@ -126,6 +126,17 @@ pub trait Elementwise {
     fn lines(&self, l: f64, u: f64) -> Lines;
     /// An interval containing f([l, u]), rounded outward.
     fn range(&self, l: f64, u: f64) -> (f64, f64);
+    /// For alpha-CROWN: the range of slopes worth trying for both lines, and for a slope `a`
+    /// the offset of a valid lower (or upper) line on [l, u] with the point where it touches
+    /// (see [`s_shaped_offset`]). `None`: this function's lines are not optimised.
+    fn line_offset(&self, _l: f64, _u: f64, _a: f64, _upper: bool) -> Option<(f64, f64)> {
+        None
+    }
+    /// The smallest and largest derivative on [l, u] (the slopes alpha-CROWN searches: a best
+    /// line touches the function, so its slope is a derivative there or a chord's).
+    fn derivative_range(&self, _l: f64, _u: f64) -> Option<(f64, f64)> {
+        None
+    }
 }
 
 impl<E: Elementwise> Operator for E {
@@ -279,7 +290,6 @@ pub(crate) fn s_shaped_lines(
     df: impl Fn(f64) -> f64,
     crit: impl Fn(f64) -> Option<f64>,
 ) -> Lines {
-    use crate::num::{mul_down, mul_up, sub_down, sub_up};
     let (fl, fu) = (f(l), f(u));
     let c = chord(l, u, fl, fu);
     let m = l / 2.0 + u / 2.0;
@@ -292,25 +302,44 @@ pub(crate) fn s_shaped_lines(
     } else {
         (c, c)
     };
-    let extreme = |a: f64, upper: bool| -> f64 {
-        let mut pts = vec![l, u];
-        if let Some(x) = crit(a) {
-            let x = if upper { x } else { -x };
-            if x > l && x < u {
-                pts.push(x);
-            }
-        }
-        let mut best = if upper { f64::NEG_INFINITY } else { f64::INFINITY };
-        for p in pts {
-            if upper {
-                best = best.max(sub_up(f(p) + SMOOTH_MARGIN, mul_down(a, p)));
-            } else {
-                best = best.min(sub_down(f(p) - SMOOTH_MARGIN, mul_up(a, p)));
-            }
-        }
-        best
-    };
+    let extreme = |a: f64, upper: bool| s_shaped_offset(l, u, &f, &crit, a, upper).0;
     Lines { a_lo, b_lo: extreme(a_lo, false), a_hi, b_hi: extreme(a_hi, true) }
+}
+
+/// The offset b of a valid line a x + b below (`upper` false) or above an S-shaped f on
+/// [l, u], for any slope a: the extreme value of f(x) - a x, at an end or at the critical
+/// point, rounded outward and widened by the evaluation margin; with the point where it is
+/// attained (the offset's derivative in a is minus that point, used by alpha-CROWN).
+pub(crate) fn s_shaped_offset(
+    l: f64,
+    u: f64,
+    f: &impl Fn(f64) -> f64,
+    crit: &impl Fn(f64) -> Option<f64>,
+    a: f64,
+    upper: bool,
+) -> (f64, f64) {
+    use crate::num::{mul_down, mul_up, sub_down, sub_up};
+    let mut pts = [l, u, f64::NAN];
+    if let Some(x) = crit(a) {
+        let x = if upper { x } else { -x };
+        if x > l && x < u {
+            pts[2] = x;
+        }
+    }
+    let mut best = if upper { f64::NEG_INFINITY } else { f64::INFINITY };
+    let mut at = l;
+    for p in pts.into_iter().filter(|p| !p.is_nan()) {
+        let v = if upper {
+            sub_up(f(p) + SMOOTH_MARGIN, mul_down(a, p))
+        } else {
+            sub_down(f(p) - SMOOTH_MARGIN, mul_up(a, p))
+        };
+        if (upper && v > best) || (!upper && v < best) {
+            best = v;
+            at = p;
+        }
+    }
+    (best, at)
 }
 
 /// For a pure data-movement operator (transpose, concat, pad, broadcast...): which input
