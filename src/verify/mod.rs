@@ -173,6 +173,18 @@ impl CaseRows {
     /// the domain's score (the worst open group's best margin: max over its rows of
     /// lower(c·y) - d, negative while open), and whether some group holds on the whole box.
     pub fn bound(&self, graph: &Graph, lo: &[f64], hi: &[f64], open: &[usize]) -> Result<(Vec<usize>, f64, bool)> {
+        self.bound_with(graph, lo, hi, open, Method::Crown)
+    }
+
+    /// As [`CaseRows::bound`], with the given bound method.
+    pub fn bound_with(
+        &self,
+        graph: &Graph,
+        lo: &[f64],
+        hi: &[f64],
+        open: &[usize],
+        method: Method,
+    ) -> Result<(Vec<usize>, f64, bool)> {
         let g = &self.goal;
         let rows: Vec<usize> = open.iter().flat_map(|&k| g.groups[k].iter().copied()).collect();
         if rows.is_empty() {
@@ -184,7 +196,7 @@ impl CaseRows {
             c.extend_from_slice(&g.c[r * g.width..(r + 1) * g.width]);
         }
         let region = Region::from_box(lo.to_vec(), hi.to_vec())?;
-        let b = bound_spec(graph, &region, Method::Crown, output_node(graph), &c, rows.len())?;
+        let b = bound_spec(graph, &region, method, output_node(graph), &c, rows.len())?;
         let mut lower = vec![f64::NAN; g.rows()];
         let mut upper = vec![f64::NAN; g.rows()];
         for (k, &r) in rows.iter().enumerate() {
@@ -296,7 +308,29 @@ pub fn verify(graph: &Graph, prop: &Property, opts: &Options) -> Result<Outcome>
             None => done(Verdict::Unsat, None, format!("branch and bound closed {} subdomains", stats.domains), stats),
         };
     }
-    // High-dimensional input: no splitting; spend a bounded extra effort on falsification.
+    // High-dimensional input: no splitting. alpha-CROWN (optimised slopes, intermediate bounds
+    // included) on each open case's whole box, then a bounded extra effort on falsification.
+    let mut still_open = Vec::new();
+    for (i, open) in open_cases {
+        if Instant::now() >= opts.deadline {
+            return done(Verdict::Timeout, None, "time ran out during alpha-CROWN".into(), stats);
+        }
+        let case = &prop.cases[i];
+        let rows = CaseRows { goal: Goal::from_spec(&case.output, prop.n_outputs) };
+        match rows.bound_with(graph, &case.lo, &case.hi, &open, Method::AlphaCrown) {
+            Ok((still, _, _)) => {
+                stats.domains += 1;
+                if !still.is_empty() {
+                    still_open.push((i, still));
+                }
+            }
+            Err(e) => return done(Verdict::Unknown, None, format!("bound propagation failed: {e}"), stats),
+        }
+    }
+    if still_open.is_empty() {
+        return done(Verdict::Unsat, None, "alpha-CROWN proves every case".into(), stats);
+    }
+    let open_cases = still_open;
     if attack_error.is_none() {
         let until = opts.deadline.min(Instant::now() + opts.extra_attack);
         let mut seed = opts.seed.wrapping_add(1);
@@ -313,12 +347,14 @@ pub fn verify(graph: &Graph, prop: &Property, opts: &Options) -> Result<Outcome>
         }
     }
     if Instant::now() >= opts.deadline {
-        return done(Verdict::Timeout, None, "time ran out (CROWN does not prove the property)".into(), stats);
+        return done(Verdict::Timeout, None, "time ran out (alpha-CROWN does not prove the property)".into(), stats);
     }
     done(
         Verdict::Unknown,
         None,
-        format!("CROWN does not prove the property and {n_in} inputs are too many to split; no counterexample found"),
+        format!(
+            "alpha-CROWN does not prove the property and {n_in} inputs are too many to split; no counterexample found"
+        ),
         stats,
     )
 }
