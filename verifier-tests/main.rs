@@ -15,6 +15,7 @@ mod fixtures;
 mod gate;
 mod hostile;
 mod milp;
+mod report;
 mod smoothing;
 mod soundness;
 mod verify;

@@ -22,5 +22,6 @@
 
 pub mod gradient;
 pub mod pgd;
+pub mod radius;
 
 pub use pgd::{check_point, minimize, pgd, Found, Goal, PgdOptions};

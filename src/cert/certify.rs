@@ -501,6 +501,110 @@ fn counterexample(
     Ok(Some(found))
 }
 
+/// Searches the smallest adversarial radius ([`crate::attack::radius`]) of every result's
+/// input (skipping `error` outcomes) in parallel on the current rayon pool, records it in
+/// `attack_radius`, and returns the witnesses by input index (for
+/// [`crate::report::witnesses::save`]). Input i uses seed `search.seed + i`, so the results do
+/// not depend on the number of threads. The search attacks the base network f in
+/// `search.norm`, whatever the engine certified.
+pub fn attack_radii(
+    graph: &Graph,
+    search: &crate::attack::radius::RadiusSearch,
+    rows: &[Vec<f64>],
+    labels: &[usize],
+    results: &mut [InputResult],
+) -> Result<Vec<(usize, Vec<f32>)>> {
+    search.validate()?;
+    if let Some(r) = results.iter().find(|r| r.index >= rows.len() || r.index >= labels.len()) {
+        return Err(Error::InvalidArgument(format!("input {} is out of range ({} inputs)", r.index, rows.len())));
+    }
+    let found: Vec<Result<Option<(usize, Vec<f32>)>>> = results
+        .par_iter_mut()
+        .map(|r| {
+            let i = r.index;
+            Ok(attack_one(graph, search, &rows[i], labels[i], r)?.map(|w| (i, w)))
+        })
+        .collect();
+    let mut out = Vec::new();
+    for f in found {
+        out.extend(f?);
+    }
+    Ok(out)
+}
+
+/// [`attack_radii`] for one result (input `x`, label `label`; nothing for `error` outcomes):
+/// fills `r.attack_radius` and returns the witness. Input i uses seed `search.seed + i`.
+pub fn attack_one(
+    graph: &Graph,
+    search: &crate::attack::radius::RadiusSearch,
+    x: &[f64],
+    label: usize,
+    r: &mut InputResult,
+) -> Result<Option<Vec<f32>>> {
+    if r.outcome == Outcome::Error {
+        return Ok(None);
+    }
+    let s = crate::attack::radius::RadiusSearch { seed: search.seed.wrapping_add(r.index as u64), ..search.clone() };
+    let f = crate::attack::radius::smallest_adversarial_radius(graph, x, label, &s)?;
+    let w = f.witness.as_ref();
+    r.attack_radius = Some(super::predicate::AttackRadius {
+        norm: norm_name(search.norm).into(),
+        radius: w.map(|w| w.radius),
+        searched_up_to: search.max_radius,
+        witness_digest: w.map(|w| super::sample_digest(&w.x.iter().map(|&v| f64::from(v)).collect::<Vec<_>>())),
+        witness_prediction: w.and_then(|w| w.prediction),
+    });
+    Ok(f.witness.map(|w| w.x))
+}
+
+/// The counterexample at eps behind one result's `counterexampleDigest` (None when it has
+/// none): the bound engines' PGD is deterministic, so it is rerun; a rerun whose digest differs
+/// is an error, never a silent substitution.
+pub fn counterexample_of(
+    graph: &Graph,
+    engine: &Engine,
+    x: &[f64],
+    label: usize,
+    r: &InputResult,
+) -> Result<Option<Vec<f32>>> {
+    let Some(recorded) = r.counterexample_digest.as_deref() else { return Ok(None) };
+    let Engine::Bounds { norm, eps, clip, attack: Some(a), .. } = engine else { return Ok(None) };
+    let found = counterexample(graph, x, label, *norm, *eps, *clip, a, r.index)?;
+    let v = found.map(|f| f.x).unwrap_or_default();
+    if v.is_empty() || super::sample_digest(&v.iter().map(|&v| f64::from(v)).collect::<Vec<_>>()) != recorded {
+        return Err(Error::Verification(format!(
+            "input {}: rerunning the attack did not reproduce the recorded counterexample",
+            r.index
+        )));
+    }
+    Ok(Some(v))
+}
+
+/// The values behind every recorded `counterexampleDigest`, for saving beside the certificate:
+/// the bound engines' PGD is deterministic (input i uses the recorded seed + i), so it is rerun
+/// here on the counterexample inputs; a rerun whose digest differs from the recorded one is an
+/// error, never a silent substitution.
+pub fn counterexample_values(
+    graph: &Graph,
+    engine: &Engine,
+    rows: &[Vec<f64>],
+    labels: &[usize],
+    results: &[InputResult],
+) -> Result<Vec<(usize, Vec<f32>)>> {
+    let Engine::Bounds { attack: Some(_), .. } = engine else { return Ok(vec![]) };
+    let todo: Vec<&InputResult> = results.iter().filter(|r| r.counterexample_digest.is_some()).collect();
+    if let Some(r) = todo.iter().find(|r| r.index >= rows.len() || r.index >= labels.len()) {
+        return Err(Error::InvalidArgument(format!("input {} is out of range ({} inputs)", r.index, rows.len())));
+    }
+    todo.par_iter()
+        .map(|r| {
+            let i = r.index;
+            let v = counterexample_of(graph, engine, &rows[i], labels[i], r)?;
+            v.map(|v| (i, v)).ok_or_else(|| Error::Verification(format!("input {i}: no counterexample")))
+        })
+        .collect()
+}
+
 /// Runs the engine on the chosen inputs (`rows[i]` with `labels[i]`, for i in `indices`) in
 /// parallel on the current rayon pool. Results come back in the order of `indices` and do not
 /// depend on the number of threads; with `record_times` each carries its wall-clock seconds

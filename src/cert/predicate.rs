@@ -288,6 +288,10 @@ pub struct InputResult {
     /// SHA-256 of the counterexample, same encoding as inputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counterexample_digest: Option<String>,
+    /// The smallest adversarial radius found by PGD (an upper bound on the robust radius of the
+    /// base network f; absent when no radius search was run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attack_radius: Option<AttackRadius>,
     /// Wall-clock seconds spent on this input.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seconds: Option<f64>,
@@ -308,6 +312,7 @@ impl InputResult {
             outcome,
             certified_radius,
             counterexample_digest: None,
+            attack_radius: None,
             seconds: None,
             detail: None,
         }
@@ -323,6 +328,30 @@ impl InputResult {
     pub fn certified_at(&self, r: f64) -> bool {
         self.outcome == Outcome::Proved && self.prediction == Some(self.label) && self.certified_radius >= r
     }
+}
+
+/// What the adversarial radius search ([`crate::attack::radius`]) found for one input. The
+/// radius is an UPPER bound on the robust radius of the base network f (a certified radius of f
+/// is a LOWER bound, so for bound methods `certifiedRadius <= radius` always; the contrary is a
+/// soundness bug). For smoothing certificates it bounds f, not the smoothed classifier g, whose
+/// certified radius may legitimately exceed it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttackRadius {
+    /// "linf", "l2" or "l1".
+    pub norm: String,
+    /// Distance from the input of the closest witness found (misclassified in both the f32 and
+    /// the f64 forward pass; 0 when the clean input already is); null when none was found up to
+    /// `searchedUpTo`.
+    pub radius: Option<f64>,
+    /// The largest radius attacked.
+    pub searched_up_to: f64,
+    /// SHA-256 of the witness, same encoding as inputs (saved beside the certificate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witness_digest: Option<String>,
+    /// The f32 top-1 class at the witness.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witness_prediction: Option<usize>,
 }
 
 /// Per-input results and their aggregates.

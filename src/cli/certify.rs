@@ -139,6 +139,36 @@ pub struct Args {
     /// Print one JSON summary object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Also search each input's smallest adversarial radius by PGD (an upper bound on its
+    /// robust radius; for smoothing, of the base network f in L2), recorded as
+    /// `attackRadius`; witnesses go to CERT.witnesses/. At most 19 PGD runs per input.
+    #[arg(long)]
+    pub attack_radius: bool,
+    /// Write a self-contained HTML report (curves, gap, tables, thumbnails) to this file.
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<PathBuf>,
+}
+
+/// The adversarial radius search `--attack-radius` asks for: in the threat norm from eps
+/// (bound methods), in L2 from sigma / 2 (smoothing, attacking the base network f).
+pub(crate) fn attack_radius_search(a: &Args, engine: &Engine) -> Option<crate::attack::radius::RadiusSearch> {
+    use crate::attack::radius::RadiusSearch;
+    if !a.attack_radius {
+        return None;
+    }
+    let mut s = match engine {
+        Engine::Bounds { norm, eps, max_radius, clip, .. } => {
+            let max = match (norm, clip) {
+                // The whole clip box is within this L-inf distance of any point in it.
+                (Norm::Inf, Some((lo, hi))) => (hi - lo).max(*eps),
+                _ => 64.0 * max_radius,
+            };
+            RadiusSearch::new(*norm, *clip, *eps, max)
+        }
+        Engine::Smoothing { sigma, .. } => RadiusSearch::new(Norm::L2, None, sigma / 2.0, 64.0 * sigma),
+    };
+    s.seed = a.attack_seed;
+    Some(s)
 }
 
 /// Paths where the empty default means "not given" (`--data`/`--labels` are optional with
@@ -314,7 +344,9 @@ pub(crate) enum Finished {
 pub fn run(c: CertifyArgs) -> anyhow::Result<Outcome> {
     match certify_batch(&c.args, &c.batch)? {
         Finished::Signed(Signed { statement, paths, key, threads }) => {
-            print_summary(c.args.json, &statement, &paths, &key, threads)
+            let outcome = print_summary(c.args.json, &statement, &paths, &key, threads)?;
+            report_and_check(&c.args, &statement, &paths)?;
+            Ok(outcome)
         }
         Finished::Shard { shard, journal, done } => {
             if c.args.json {
@@ -338,6 +370,29 @@ pub fn run(c: CertifyArgs) -> anyhow::Result<Outcome> {
             Ok(Outcome::Ok)
         }
     }
+}
+
+/// `--report` and the attack summary; a SOUNDNESS ERROR (attack radius below a certified
+/// radius of f) after everything is written.
+fn report_and_check(a: &Args, statement: &cert::Statement, paths: &cert::CertificatePaths) -> anyhow::Result<()> {
+    if let Some(report) = &a.report {
+        let p = &statement.predicate;
+        let title = format!("{} ({} norm)", p.method.name, p.threat_model.norm);
+        let data = p.dataset.manifest.inputs.name.clone();
+        let data = paths.envelope.parent().map(|d| d.join(&data)).filter(|f| f.exists()).unwrap_or(a.data.clone());
+        crate::report::write_single(report, &title, statement, &paths.envelope, Some(&data))
+            .with_context(|| format!("cannot write the report {}", report.display()))?;
+        if !a.json {
+            println!("report      {}", report.display());
+        }
+    }
+    if !a.json {
+        if let Some(line) = crate::report::attack_summary(statement) {
+            println!("attack      {line}");
+        }
+    }
+    crate::report::fail_on_soundness_violations(statement)?;
+    Ok(())
 }
 
 /// Runs the engine over the inputs, builds, signs and writes the certificate (no printing; a
@@ -553,6 +608,12 @@ fn default_journal(out: &Path, shard: Shard) -> PathBuf {
 /// Runs certify with journal, resume, progress and shards.
 pub(crate) fn certify_batch(a: &Args, b: &BatchArgs) -> anyhow::Result<Finished> {
     let engine = engine(a)?;
+    // --attack-radius (src/attack/radius.rs); its parameters are part of the method record.
+    let search = attack_radius_search(a, &engine);
+    let mut method = engine.method();
+    if let Some(s) = &search {
+        method.parameters.insert("attackRadius".into(), s.describe());
+    }
     let shard = b.shard.as_deref().map(Shard::parse).transpose()?.unwrap_or(Shard::WHOLE);
     let whole = shard.count == 1;
     // A whole run signs: fail on a missing or bad key before any work. Shards do not sign.
@@ -622,7 +683,7 @@ pub(crate) fn certify_batch(a: &Args, b: &BatchArgs) -> anyhow::Result<Finished>
         },
         inputs: chosen.inputs.clone(),
         threat_model: ThreatModel::evasion(engine.norm_name(), radii, clip),
-        method: engine.method(),
+        method,
         alpha: engine.alpha(),
         interval_confidence: 0.95,
         criteria,
@@ -663,6 +724,18 @@ pub(crate) fn certify_batch(a: &Args, b: &BatchArgs) -> anyhow::Result<Finished>
         if a.record_times {
             r.seconds = Some(t.elapsed().as_secs_f64());
         }
+        // Attack radius and witness files beside the certificate (src/report/witnesses.rs).
+        let shape = &header.run.model.input.shape;
+        crate::report::witnesses::attack_and_save(
+            &m.graph,
+            &engine,
+            search.as_ref(),
+            &rows[i],
+            labels[i],
+            &mut r,
+            &crate::report::witnesses::dir_for(&a.out),
+            shape,
+        );
         // What the builder fills in from the data files, recorded so the journal alone suffices.
         r.label = labels[i];
         r.input_digest = cert::sample_digest(data.sample(i).unwrap_or(&[]));

@@ -91,6 +91,9 @@ fn base_args(
         threads: None,
         record_times: true,
         json: false,
+        // Both runs search each input's smallest adversarial radius (the gap in the report).
+        attack_radius: true,
+        report: None,
     }
 }
 
@@ -176,16 +179,16 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
 
     let report_path = a.report.clone().unwrap_or_else(|| a.out.join("report.html"));
     let runs = [
-        ReportRun {
-            title: "CROWN, L-inf (base network f)".into(),
-            statement: &c.statement,
-            certificate: c.paths.envelope.display().to_string(),
-        },
-        ReportRun {
-            title: format!("Randomized smoothing, L2, sigma {SIGMA} (smoothed classifier g)"),
-            statement: &s.statement,
-            certificate: s.paths.envelope.display().to_string(),
-        },
+        ReportRun::new("CROWN, L-inf (base network f)", &c.statement, c.paths.envelope.display().to_string())
+            .with_witnesses_from(&c.paths.envelope, Some(&x))
+            .context("cannot read the CROWN witnesses")?,
+        ReportRun::new(
+            format!("Randomized smoothing, L2, sigma {SIGMA} (smoothed classifier g)"),
+            &s.statement,
+            s.paths.envelope.display().to_string(),
+        )
+        .with_witnesses_from(&s.paths.envelope, Some(&x))
+        .context("cannot read the smoothing witnesses")?,
     ];
     let notes = vec![
         "The data is SYNTHETIC: procedurally drawn dermoscopy-like lesions (demo/synthetic_dermamnist.npz), \
@@ -239,4 +242,7 @@ fn summary(label: &str, s: &Signed, secs: f64) {
         );
     }
     println!("  verdict {}", p.acceptance.verdict);
+    if let Some(line) = report::attack_summary(&s.statement) {
+        println!("  {line}");
+    }
 }
