@@ -190,6 +190,55 @@ at_least = 0.25
     assert_eq!(s["thresholds"][1]["name"], "certified at 1/255");
     // The certificate's own verdict agrees (thresholds are its acceptance criteria).
     assert_eq!(s["certificate"]["verdict"], "PASS");
+    let p = predicate(&dir.join("out/dermacnn.intoto.jsonl"));
+    assert_eq!(p["dataset"]["selection"]["method"], "first-n", "{}", p["dataset"]["selection"]);
+    assert_eq!(p["acceptance"]["criteria"].as_array().unwrap().len(), 2);
+}
+
+/// The predicate of a certificate envelope.
+fn predicate(envelope: &Path) -> serde_json::Value {
+    use base64::Engine as _;
+    let e: serde_json::Value = serde_json::from_slice(&std::fs::read(envelope).unwrap()).unwrap();
+    let payload = base64::engine::general_purpose::STANDARD.decode(e["payload"].as_str().unwrap()).unwrap();
+    let statement: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    statement["predicate"].clone()
+}
+
+#[test]
+fn npy_arrays_with_a_random_selection_are_certified_as_they_are() {
+    use robustcert::data::dataset::{Dataset, LoadOptions, Selection};
+    let dir = scratch("npy");
+    let demo = Dataset::load(&root().join("demo/synthetic_dermamnist.npz").to_string_lossy(), &LoadOptions::default())
+        .unwrap()
+        .select(&Selection::first(40))
+        .unwrap();
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    demo.write_npy(dir.join("data/x.npy"), dir.join("data/y.npy")).unwrap();
+    let cfg = write_config(
+        &dir,
+        r#"
+[[threshold]]
+metric = "clean_accuracy"
+at_least = 0.1
+"#,
+    );
+    let text_cfg = std::fs::read_to_string(&cfg).unwrap();
+    let start = text_cfg.find("[data]").unwrap();
+    let end = text_cfg.find("[method]").unwrap();
+    let data = "[data]\nsource = \"data/x.npy\"\nlabels = \"data/y.npy\"\nrandom = 5\nrandom_seed = 11\n\n";
+    std::fs::write(&cfg, format!("{}{data}{}", &text_cfg[..start], &text_cfg[end..])).unwrap();
+    let o = check(&cfg, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let p = predicate(&dir.join("out/dermacnn.intoto.jsonl"));
+    let sel = &p["dataset"]["selection"];
+    assert_eq!(
+        (sel["method"].as_str(), sel["seed"].as_str(), sel["count"].as_u64()),
+        (Some("random-subset"), Some("11"), Some(5)),
+        "{sel}"
+    );
+    // The user's own files are the certificate's data subjects.
+    assert_eq!(p["dataset"]["manifest"]["inputs"]["name"], "x.npy");
+    assert_eq!(p["results"]["perInput"].as_array().unwrap().len(), 5);
 }
 
 #[test]

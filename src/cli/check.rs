@@ -4,10 +4,10 @@
 //! thresholds' results off the certificate's acceptance criteria. Exit 0: every threshold holds;
 //! 1: one fails; 2: an error (bad configuration, missing model or data, no key, ...).
 
-use super::certify::{self as certify_cmd, Signed};
+use super::certify::{self as certify_cmd, Finished, Signed};
 use super::Outcome;
 use crate::cert::{self, Algorithm};
-use crate::data::dataset::{parse_indices, Dataset, LoadOptions, Preprocess, RandomSubset, Selection};
+use crate::data::dataset::{Dataset, LoadOptions};
 use crate::gate::config::{AttackName, Indices, MethodName, NoiseName};
 use crate::gate::{junit, GateConfig, GateReport, Signing};
 use anyhow::{bail, Context};
@@ -44,7 +44,7 @@ pub struct Args {
 #[command(name = "robustcert certify")]
 struct CertifyCommandLine {
     #[command(flatten)]
-    args: certify_cmd::Args,
+    certify: certify_cmd::CertifyArgs,
 }
 
 pub fn run(a: Args) -> anyhow::Result<Outcome> {
@@ -86,9 +86,7 @@ fn gate(a: &Args, t0: Instant, reports: &mut (Option<PathBuf>, Option<PathBuf>))
         bail!("model {} (config key 'model'): no such file", c.model.display());
     }
 
-    // Data: any source Dataset::load reads, then the selection.
-    let data = load_data(&c)?;
-    let class_names: Vec<String> = data.class_names.clone().unwrap_or_default();
+    let class_names = class_names(&c)?;
     if let Some(bad) = class_names.iter().find(|n| n.contains(',')) {
         bail!("class name '{bad}' contains a comma, which certify's --class-names cannot carry");
     }
@@ -103,20 +101,60 @@ fn gate(a: &Args, t0: Instant, reports: &mut (Option<PathBuf>, Option<PathBuf>))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let names: Vec<String> = c.thresholds.iter().map(|t| t.display_name()).collect();
-    let (x_path, y_path, first) = data_files(&c, &data)?;
 
     // The key.
     let key = signing_key(a, &c)?;
 
     let mut argv: Vec<OsString> = vec!["robustcert certify".into(), c.model.clone().into()];
+    // `--mean=a,b,c` as one argument (values may be negative); added after the closure below.
+    let mut joined: Vec<OsString> = vec![];
     let mut flag = |k: &str, v: OsString| {
         argv.push(format!("--{k}").into());
         argv.push(v);
     };
-    flag("data", x_path.into());
-    flag("labels", y_path.into());
-    if let Some(n) = first {
-        flag("first", n.to_string().into());
+    let d = &c.data;
+    let is_npy = |s: &str| s.to_ascii_lowercase().ends_with(".npy") && Path::new(s).is_file();
+    let preprocessed = d.scale.is_some() || d.channels_first.is_some() || d.mean.is_some() || d.std.is_some();
+    if !preprocessed && is_npy(&d.source) && d.labels.as_deref().is_some_and(is_npy) {
+        // Arrays used as they are: the certificate names the user's own files.
+        flag("data", d.source.clone().into());
+        flag("labels", d.labels.clone().unwrap_or_default().into());
+    } else {
+        // Loaded, preprocessed and selected by certify, written beside the certificate.
+        flag("dataset", d.source.clone().into());
+        if let Some(l) = &d.labels {
+            flag("labels", l.into());
+        }
+        if let Some(s) = &d.split {
+            flag("split", s.into());
+        }
+        if let Some(ch) = d.channels {
+            flag("channels", ch.to_string().into());
+        }
+        if let Some(s) = d.scale {
+            flag("scale", fmt(s).into());
+        }
+        if let Some(cf) = d.channels_first {
+            flag("layout", if cf { "nchw" } else { "nhwc" }.into());
+        }
+        for (k, v) in [("mean", &d.mean), ("std", &d.std)] {
+            if let Some(v) = v {
+                let values: Vec<String> = v.iter().map(|x| fmt(*x)).collect();
+                joined.push(format!("--{k}={}", values.join(",")).into());
+            }
+        }
+    }
+    match &d.indices {
+        Some(Indices::List(v)) => flag("indices", v.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",").into()),
+        Some(Indices::Text(t)) => flag("indices", t.into()),
+        None => {}
+    }
+    if let Some(k) = d.random {
+        flag("random", k.to_string().into());
+        flag("select-seed", d.random_seed.unwrap_or(0).to_string().into());
+    }
+    if let Some(n) = d.limit {
+        flag("limit", n.to_string().into());
     }
     let m = &c.method;
     flag("method", m.name.as_str().into());
@@ -130,6 +168,7 @@ fn gate(a: &Args, t0: Instant, reports: &mut (Option<PathBuf>, Option<PathBuf>))
     if !radii.is_empty() {
         flag("radii", radii.iter().map(|r| fmt(*r)).collect::<Vec<_>>().join(",").into());
     }
+    argv.append(&mut joined);
     if let Some([lo, hi]) = m.clip {
         argv.extend(["--clip".into(), fmt(lo).into(), fmt(hi).into()]);
     }
@@ -152,23 +191,29 @@ fn gate(a: &Args, t0: Instant, reports: &mut (Option<PathBuf>, Option<PathBuf>))
     for k in &criteria {
         flag("criteria", Some(k.to_text()));
     }
-    if !class_names.is_empty() {
+    if c.data.class_names.is_some() {
+        // Otherwise certify takes the source's own names, as resolved above.
         flag("class-names", Some(class_names.join(",")));
     }
-    flag("preprocessing", Some(data.preprocess.clone()).filter(|p| p != "x"));
     flag("signer", c.output.signer.clone());
     flag("threads", a.threads.or(c.threads).map(|v| v.to_string()));
     flag("key", Some(key.path.display().to_string()));
     flag("out", Some(c.output.certificate.display().to_string()));
+    // The journal of an interrupted earlier run: continued with `resume = true` (certify checks it
+    // is this exact run), else discarded.
+    argv.push(if c.output.resume.unwrap_or(false) { "--resume" } else { "--force" }.into());
     if m.name == MethodName::Smoothing && m.norm.is_none() {
         argv.extend(["--norm".into(), "2".into()]);
     }
 
-    let args = <CertifyCommandLine as clap::Parser>::try_parse_from(&argv)
+    let run = <CertifyCommandLine as clap::Parser>::try_parse_from(&argv)
         .map_err(|e| anyhow::anyhow!("the configuration does not make a valid certify run: {}", e.render()))?
-        .args;
-    let Signed { statement, paths, key: signing_key, .. } =
-        certify_cmd::certify_and_sign(&args).context("certification failed")?;
+        .certify;
+    let Finished::Signed(Signed { statement, paths, key: signing_key, .. }) =
+        certify_cmd::certify_batch(&run.args, &run.batch).context("certification failed")?
+    else {
+        bail!("internal error: certify ran a shard, the gate needs the whole run");
+    };
     drop(key.temp);
 
     let report = GateReport::from_statement(
@@ -217,79 +262,31 @@ fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
-fn load_data(c: &GateConfig) -> anyhow::Result<Dataset> {
+/// The class names of the data (index = label): `data.class_names`, else the source's own when a
+/// threshold names a class slice (so `class:NAME` and `class:INDEX` resolve to the certificate's
+/// slice names), else none. Also a clear early error for a missing source.
+fn class_names(c: &GateConfig) -> anyhow::Result<Vec<String>> {
     let d = &c.data;
-    let path = Path::new(&d.source);
     let file = crate::data::dataset::ArrayRef::parse(&d.source).path;
-    if !path.exists() && !file.exists() {
+    if !Path::new(&d.source).exists() && !file.exists() {
         bail!("data.source {}: no such file or directory", d.source);
     }
-    let custom = d.scale.is_some() || d.channels_first.is_some() || d.mean.is_some() || d.std.is_some();
-    let preprocess = custom.then(|| {
-        // Defaults as Dataset::load's: pixels for image sources, values as stored for arrays.
-        let image_like = path.is_dir() || (d.labels.is_none() && d.source.to_ascii_lowercase().ends_with(".npz"));
-        let mut p = if image_like { Preprocess::pixels() } else { Preprocess::none() };
-        if let Some(s) = d.scale {
-            p.scale = s;
-        }
-        if let Some(cf) = d.channels_first {
-            p.channels_first = cf;
-        }
-        p.mean.clone_from(&d.mean);
-        p.std.clone_from(&d.std);
-        p
-    });
+    if let Some(names) = &d.class_names {
+        return Ok(names.clone());
+    }
+    if !c.thresholds.iter().any(|t| t.slice.as_deref().is_some_and(|s| s.starts_with("class:"))) {
+        return Ok(vec![]);
+    }
     let opts = LoadOptions {
         labels: d.labels.clone(),
         split: d.split.clone().unwrap_or_else(|| "test".into()),
         channels: d.channels.unwrap_or(3),
-        preprocess,
-        class_names: d.class_names.clone(),
+        preprocess: None,
+        class_names: None,
     };
-    let all = Dataset::load(&d.source, &opts).with_context(|| format!("cannot load data.source {}", d.source))?;
-    let indices = match &d.indices {
-        None => None,
-        Some(Indices::List(v)) => Some(v.clone()),
-        Some(Indices::Text(t)) => Some(parse_indices(t).context("data.indices")?),
-    };
-    let selection = Selection {
-        indices,
-        random: d.random.map(|count| RandomSubset { count, seed: d.random_seed.unwrap_or(0) }),
-        limit: d.limit,
-    };
-    all.select(&selection).context("data selection (indices / random / limit)")
-}
-
-/// The `--data`/`--labels` files for certify (and `--first`): the user's own `.npy` files when
-/// they are used as they are, else the selected, preprocessed inputs written beside the
-/// certificate (`NAME.inputs.npy`, `NAME.labels.npy`, with `NAME.manifest.json` recording the
-/// source, preprocessing and selection).
-fn data_files(c: &GateConfig, data: &Dataset) -> anyhow::Result<(PathBuf, PathBuf, Option<usize>)> {
-    let d = &c.data;
-    let is_npy = |s: &str| s.to_ascii_lowercase().ends_with(".npy") && Path::new(s).is_file();
-    let untouched = d.scale.is_none()
-        && d.channels_first.is_none()
-        && d.mean.is_none()
-        && d.std.is_none()
-        && d.indices.is_none()
-        && d.random.is_none();
-    if untouched && is_npy(&d.source) && d.labels.as_deref().is_some_and(is_npy) {
-        let labels = d.labels.clone().unwrap_or_default();
-        return Ok((d.source.clone().into(), labels.into(), d.limit));
-    }
-    let stem = c.output.certificate.to_string_lossy().into_owned();
-    let stem = stem.strip_suffix(".intoto.jsonl").unwrap_or(&stem).to_string();
-    let (x, y, manifest) = (
-        PathBuf::from(format!("{stem}.inputs.npy")),
-        PathBuf::from(format!("{stem}.labels.npy")),
-        PathBuf::from(format!("{stem}.manifest.json")),
-    );
-    if let Some(dir) = x.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    data.write_npy(&x, &y).context("cannot write the selected inputs")?;
-    write_file(&manifest, (serde_json::to_string_pretty(&data.manifest())? + "\n").as_bytes())?;
-    Ok((x, y, None))
+    let data: Dataset =
+        Dataset::load(&d.source, &opts).with_context(|| format!("cannot load data.source {}", d.source))?;
+    Ok(data.class_names.unwrap_or_default())
 }
 
 /// The key certify signs with, where it came from, and the temporary files to delete after.

@@ -207,6 +207,9 @@ pub struct OutputConfig {
     /// JUnit XML and JSON summary paths (the `--junit` and `--json` flags override them).
     pub junit: Option<PathBuf>,
     pub json: Option<PathBuf>,
+    /// Continue the journal of an interrupted earlier run of this exact configuration (certify
+    /// refuses a journal of another run). Default false: an old journal is discarded.
+    pub resume: Option<bool>,
 }
 
 /// One `[[threshold]]` table.
