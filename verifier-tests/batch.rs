@@ -286,6 +286,8 @@ fn three_shards_merged_equal_the_single_run() {
     let (code, out, err) = merge(&[&journals[2], &journals[0], &journals[1]]);
     assert_eq!(code, 0, "merge: {out} {err}");
     assert_eq!(std::fs::read(&merged).unwrap(), st.reference, "merged certificate differs from the single run");
+    let bundle = |p: &Path| std::fs::read(p.to_string_lossy().replace(".intoto.jsonl", ".sigstore.json")).unwrap();
+    assert_eq!(bundle(&merged), bundle(&st.reference_path), "merged Sigstore bundle differs from the single run");
 
     let (code, _, err) = merge(&[&journals[0], &journals[1]]);
     assert_eq!(code, 2);
