@@ -86,6 +86,7 @@ struct Junit {
     attr_tests: usize,
     attr_failures: usize,
     failure_messages: Vec<String>,
+    names: Vec<String>,
 }
 
 fn read_junit(path: &Path) -> Junit {
@@ -100,6 +101,7 @@ fn read_junit(path: &Path) -> Junit {
         attr_tests: 0,
         attr_failures: 0,
         failure_messages: vec![],
+        names: vec![],
     };
     let mut depth = 0i32;
     loop {
@@ -135,7 +137,7 @@ fn read_junit(path: &Path) -> Junit {
                 "testcase" => {
                     j.testcases += 1;
                     assert!(attr("time").unwrap().parse::<f64>().is_ok());
-                    assert!(attr("name").is_some_and(|n| !n.is_empty()));
+                    j.names.push(attr("name").unwrap());
                 }
                 "failure" => {
                     j.failures += 1;
@@ -252,6 +254,7 @@ metric = "clean_accuracy"
 at_least = 0.5
 
 [[threshold]]
+name = "markup <b> & \"quotes\" 'too' \u0001 ok"
 metric = "certified_accuracy"
 radius = "1/255"
 at_least = 0.95
@@ -274,6 +277,8 @@ slice = "class:mel"
     let j = read_junit(&junit);
     assert_eq!((j.testcases, j.failures, j.errors, j.attr_tests, j.attr_failures), (3, 2, 0, 3, 2));
     assert!(j.failure_messages.iter().all(|m| m.contains("< 0.9")), "{:?}", j.failure_messages);
+    // Markup in a name is escaped; a control character XML cannot carry is replaced.
+    assert_eq!(j.names[1], "markup <b> & \"quotes\" 'too' \u{FFFD} ok");
     let s = summary(&dir.join("out/summary.json"));
     assert_eq!((s["verdict"].as_str(), s["failed"].as_u64(), s["passed"].as_u64()), (Some("FAIL"), Some(2), Some(1)));
     assert_eq!(s["thresholds"][2]["slice"], "class 4 (mel)");
