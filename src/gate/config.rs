@@ -350,8 +350,13 @@ impl GateConfig {
     }
 
     /// The radius values the run must report: `eps`, `radii` and every threshold radius, sorted.
+    /// Smoothing without `eps` and `radii` keeps certify's own default curve (0, sigma / 2,
+    /// sigma, 2 sigma), which passing threshold radii alone would replace.
     pub fn report_radii(&self) -> Vec<f64> {
         let mut r: Vec<f64> = self.method.eps.iter().chain(&self.method.radii).filter_map(|r| r.value().ok()).collect();
+        if let (MethodName::Smoothing, true, Some(s)) = (self.method.name, r.is_empty(), self.method.sigma) {
+            r.extend([0.0, s / 2.0, s, 2.0 * s]);
+        }
         for t in &self.thresholds {
             if t.metric != MetricName::CleanAccuracy {
                 r.extend(t.radius.as_ref().and_then(|x| x.value().ok()));
