@@ -456,3 +456,42 @@ fn the_bundled_demo_config_passes() {
     let s = summary(&dir.join("summary.json"));
     assert!(s["thresholds"].as_array().unwrap().iter().any(|t| !t["confidence"].is_null()), "{s}");
 }
+
+#[test]
+fn smoothing_parameters_reach_the_certificate() {
+    let dir = scratch("smoothing");
+    let cfg = write_config(
+        &dir,
+        r#"
+[[threshold]]
+metric = "clean_accuracy"
+at_least = 0.1
+"#,
+    );
+    let text_cfg = std::fs::read_to_string(&cfg).unwrap();
+    let start = text_cfg.find("[method]").unwrap();
+    let end = text_cfg.find("[output]").unwrap();
+    let method = "[method]\nname = \"smoothing\"\nsigma = 0.12\nn0 = 50\nn = 400\nalpha = 0.01\nseed = 5\n\n";
+    std::fs::write(&cfg, format!("{}{method}{}", &text_cfg[..start], &text_cfg[end..])).unwrap();
+    let o = check(&cfg, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("smoothed-classifier"), "{}", text(&o));
+    let p = predicate(&dir.join("out/dermacnn.intoto.jsonl"));
+    let par = &p["method"]["parameters"];
+    assert_eq!(
+        (par["sigma"].as_f64(), par["n0"].as_u64(), par["n"].as_u64()),
+        (Some(0.12), Some(50), Some(400)),
+        "{par}"
+    );
+    assert_eq!((par["alpha"].as_f64(), par["seed"].as_str()), (Some(0.01), Some("5")), "{par}");
+    assert_eq!(p["threatModel"]["norm"], "l2");
+    // certify's default radius curve is kept: 0, sigma / 2, sigma, 2 sigma.
+    let radii: Vec<f64> = p["threatModel"]["radii"].as_array().unwrap().iter().map(|r| r.as_f64().unwrap()).collect();
+    assert_eq!(radii, [0.0, 0.06, 0.12, 0.24]);
+    // A smoothing parameter under a bound method is refused, naming the key.
+    let bad = std::fs::read_to_string(&cfg).unwrap().replace("name = \"smoothing\"", "name = \"crown\"\neps = 0.01");
+    std::fs::write(&cfg, bad).unwrap();
+    let o = check(&cfg, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("method.sigma"), "{}", text(&o));
+}
