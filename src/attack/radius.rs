@@ -44,7 +44,7 @@ pub struct RadiusSearch {
 }
 
 impl RadiusSearch {
-    /// Defaults sized for small image classifiers: at most 1 + 12 + 6 PGD runs of 20 steps.
+    /// Defaults sized for small image classifiers: at most 1 + 12 + 6 PGD runs of 15 steps.
     pub fn new(norm: Norm, clip: Option<(f64, f64)>, start: f64, max_radius: f64) -> RadiusSearch {
         RadiusSearch {
             norm,
@@ -55,7 +55,7 @@ impl RadiusSearch {
             bisections: 6,
             rel_tol: 0.05,
             line_search: 10,
-            steps: 20,
+            steps: 15,
             restarts: 1,
             seed: 0,
         }

@@ -150,7 +150,7 @@ pub struct Args {
 }
 
 /// The adversarial radius search `--attack-radius` asks for: in the threat norm from eps
-/// (bound methods), in L2 from sigma / 2 (smoothing, attacking the base network f).
+/// (bound methods), in L2 from sigma (smoothing, attacking the base network f).
 pub(crate) fn attack_radius_search(a: &Args, engine: &Engine) -> Option<crate::attack::radius::RadiusSearch> {
     use crate::attack::radius::RadiusSearch;
     if !a.attack_radius {
@@ -165,7 +165,7 @@ pub(crate) fn attack_radius_search(a: &Args, engine: &Engine) -> Option<crate::a
             };
             RadiusSearch::new(*norm, *clip, *eps, max)
         }
-        Engine::Smoothing { sigma, .. } => RadiusSearch::new(Norm::L2, None, sigma / 2.0, 64.0 * sigma),
+        Engine::Smoothing { sigma, .. } => RadiusSearch::new(Norm::L2, None, *sigma, 64.0 * sigma),
     };
     s.seed = a.attack_seed;
     Some(s)
