@@ -328,6 +328,24 @@ fn certify_report_has_both_curves_thumbnails_and_checked_witnesses() {
         }
     }
     assert!(checked >= DEMO_N, "only {checked} witness files checked");
+    // attackRadius as written matches the JSON Schema (keys known, required keys present).
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(common::root().join("certificates/schema/robustness-certificate-v1.schema.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let ar = schema.pointer("/$defs/inputResult/properties/attackRadius").expect("attackRadius in the schema");
+    let known = ar["properties"].as_object().unwrap();
+    for r in &v.statement.predicate.results.per_input {
+        let j = serde_json::to_value(r.attack_radius.as_ref().unwrap()).unwrap();
+        let j = j.as_object().unwrap();
+        for k in j.keys() {
+            assert!(known.contains_key(k), "attackRadius.{k} is not in the schema");
+        }
+        for k in ar["required"].as_array().unwrap() {
+            assert!(j.contains_key(k.as_str().unwrap()), "attackRadius lacks {k}");
+        }
+    }
     assert!(v.statement.predicate.method.parameters.contains_key("attackRadius"));
 
     // A tampered witness file is reported loudly, not shown.
