@@ -1,4 +1,4 @@
-//! Bound propagation speed (IBP, CROWN) on VNN-COMP models, at the centres and radii of the
+//! Bound propagation speed (IBP, CROWN, alpha-CROWN) on VNN-COMP models, at the centres and radii of the
 //! auto_LiRPA reference cases in ../shared/reference/bounds.jsonl (whose `time_s` fields are
 //! auto_LiRPA's own timings on this kind of machine, 2 threads). Skipped when ../shared is absent.
 
@@ -41,7 +41,7 @@ fn bounds(c: &mut Criterion) {
         }
         let mut group = c.benchmark_group(format!("bounds/{id}"));
         group.sample_size(10);
-        for (method, name) in [(Method::Ibp, "ibp"), (Method::Crown, "crown")] {
+        for (method, name) in [(Method::Ibp, "ibp"), (Method::Crown, "crown"), (Method::AlphaCrown, "alpha-crown")] {
             group.bench_function(name, |b| b.iter(|| bound_spec(&g, &region, method, target, &spec, w).unwrap()));
         }
         group.finish();
