@@ -5,6 +5,9 @@
 //! - [`pgd`]: projected gradient descent with random restarts over boxes and Lp balls, towards a
 //!   disjunction of conjunctions of linear output constraints ([`Goal`]); every reported point
 //!   is checked with the f32 and the f64 forward pass.
+//! - [`radius`]: the smallest adversarial radius per input (PGD at bracketed and bisected radii,
+//!   line search towards the input): an upper bound on the robust radius, next to the certified
+//!   lower bound.
 //!
 //! ```no_run
 //! use robustcert::attack::{pgd, Goal, PgdOptions};

@@ -1,8 +1,9 @@
 //! `robustcert demo [--out DIR] [--count N] [--report FILE] [--key KEY.pem]`: certifies the first
 //! N test images of the bundled SYNTHETIC dermatology demo (`demo/`) with CROWN (L-inf) and with
-//! randomized smoothing (L2), through the same code as `certify`, signs both certificates (with a
-//! throw-away key generated into DIR unless --key is given), writes a self-contained HTML
-//! report and prints a short summary.
+//! randomized smoothing (L2), through the same code as `certify` (with `--attack-radius`: each
+//! image's smallest adversarial radius, the upper bound beside the certified lower bound), signs
+//! both certificates (with a throw-away key generated into DIR unless --key is given), writes a
+//! self-contained HTML report (curves, gap, counterexample thumbnails) and prints a short summary.
 
 use super::certify::{self as certify_cmd, AttackArg, MethodArg, NoiseArg, Signed};
 use super::Outcome;
