@@ -52,7 +52,7 @@ pub fn comparable(s: &Statement) -> bool {
 
 /// The attack radius of a result in the certificate's norm: Some(Some(r)) found at r,
 /// Some(None) none found, None not searched (or searched in another norm).
-fn attack_of<'r>(s: &Statement, x: &'r InputResult) -> Option<Option<f64>> {
+fn attack_of(s: &Statement, x: &InputResult) -> Option<Option<f64>> {
     let a = x.attack_radius.as_ref()?;
     (a.norm == s.predicate.threat_model.norm || !comparable(s)).then_some(a.radius)
 }

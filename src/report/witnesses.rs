@@ -183,7 +183,7 @@ pub fn load(statement: &Statement, dir: &Path, data: Option<&Path>) -> Result<Wi
     if let Some(data) = data {
         let x = crate::data::read_array(data)?;
         let n = x.shape().first().copied().unwrap_or(0);
-        let per = if n == 0 { 0 } else { x.len() / n };
+        let per = x.len().checked_div(n).unwrap_or(0);
         for r in &p.results.per_input {
             let Some(row) = (per > 0 && r.index < n).then(|| &x.data()[r.index * per..(r.index + 1) * per]) else {
                 set.problems.push(format!("input {}: not in {}", r.index, data.display()));
