@@ -6,9 +6,12 @@
 
 use crate::common::*;
 use proptest::prelude::*;
+use robustcert::bounds::lp::{milp_min, LpOptions};
+use robustcert::bounds::{BoundTable, Method};
 use robustcert::ir::{Graph, Tensor};
 use robustcert::onnx::{load_bytes, load_file};
 use robustcert::spec::vnnlib::{parse, Case, Constraint, OutputSpec, Property};
+use robustcert::spec::Region;
 use robustcert::verify::{confirm, verify, Options, Verdict};
 use std::path::Path;
 use std::process::Command;
@@ -260,6 +263,55 @@ fn tiny_network_known_answers() {
             let x64: Vec<f64> = cex.x.iter().map(|&v| v as f64).collect();
             let y64: Vec<f64> = cex.y.iter().map(|&v| v as f64).collect();
             assert!(p.violated_by(&x64, &y64));
+        }
+    }
+}
+
+#[test]
+fn relu_splitting_proves_what_input_splitting_proves() {
+    // The same known answers with input splitting switched off: the high-dimensional path
+    // (alpha-CROWN, then ReLU-splitting branch and bound, then the attack) must agree.
+    let m = load_bytes(&bytes(&small_mlp())).unwrap();
+    let g = &m.graph;
+    let relu_only = |secs: f64| Options { max_split_inputs: 0, extra_attack: Duration::from_secs(2), ..opts(secs) };
+    let mut proved_by_splitting = 0;
+    let region = Region::from_box(vec![-1.0; 4], vec![1.0; 4]).unwrap();
+    let out = g.outputs[0];
+    let table = BoundTable::new(g, &region, Method::Crown, out).unwrap();
+    for j in 0..3 {
+        // The exact minimum by MILP (a solver value: used only to place the thresholds).
+        let mut c = vec![0.0; 3];
+        c[j] = 1.0;
+        let exact = milp_min(g, &region, &table, &c, &LpOptions::default()).unwrap().unsound_value.unwrap();
+        let (grid, _) = grid_min_and_lipschitz(g, j);
+        assert!(exact <= grid + 1e-9, "MILP {exact} above a grid value {grid}");
+        for two in [false, true] {
+            let p = small_property(exact - 1e-3, j, two);
+            let o = verify(g, &p, &relu_only(20.0)).unwrap();
+            assert_eq!(o.verdict, Verdict::Unsat, "y{j} unsat case: {}", o.detail);
+            proved_by_splitting += o.detail.contains("ReLU-splitting") as usize;
+            let p = small_property(exact + 1e-3, j, two);
+            let o = verify(g, &p, &relu_only(20.0)).unwrap();
+            assert_eq!(o.verdict, Verdict::Sat, "y{j} sat case: {}", o.detail);
+            assert!(confirm(g, &p, &o.counterexample.unwrap().x).unwrap().is_some());
+        }
+    }
+    eprintln!("{proved_by_splitting} of 6 unsat cases needed ReLU splitting");
+    assert!(proved_by_splitting > 0, "the thresholds no longer exercise ReLU splitting");
+}
+
+#[test]
+fn relu_splitting_never_proves_a_reachable_value() {
+    // Thresholds just above the grid minimum are reachable: whatever the time, never unsat.
+    let m = load_bytes(&bytes(&small_mlp())).unwrap();
+    let g = &m.graph;
+    for j in 0..3 {
+        let (grid, _) = grid_min_and_lipschitz(g, j);
+        for delta in [1e-6, 1e-3] {
+            let p = small_property(grid + delta, j, false);
+            let o = Options { max_split_inputs: 0, extra_attack: Duration::from_millis(200), ..opts(3.0) };
+            let v = verify(g, &p, &o).unwrap();
+            assert_ne!(v.verdict, Verdict::Unsat, "y{j} + {delta}: {}", v.detail);
         }
     }
 }

@@ -7,4 +7,4 @@ pub mod lp;
 pub mod propagate;
 pub mod radius;
 
-pub use propagate::{bound_spec, BoundTable, Interval, Method, SpecBounds};
+pub use propagate::{bound_spec, crown_with_splits, BoundTable, Interval, Method, NeuronSplit, SpecBounds};

@@ -40,6 +40,15 @@ pub struct BoundTable<'g> {
     input_box: (Vec<f64>, Vec<f64>),
 }
 
+/// A branch-and-bound split of one neuron feeding a ReLU: `node` is the pre-activation node,
+/// `index` the neuron; `active` restricts the domain to where it is >= 0, otherwise <= 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NeuronSplit {
+    pub node: NodeId,
+    pub index: usize,
+    pub active: bool,
+}
+
 /// Bounds on the rows of C y for a target node y.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SpecBounds {
@@ -81,6 +90,20 @@ impl<'g> BoundTable<'g> {
         upto: NodeId,
         alpha: Option<AlphaOptions>,
     ) -> Result<Self> {
+        Ok(Self::with_splits(graph, region, method, upto, alpha, &[])?.expect("no splits, never empty"))
+    }
+
+    /// As [`BoundTable::with_alpha`] on the part of the region where every split holds (each
+    /// split neuron's bounds clamped at 0 once computed, so everything after it is relaxed on
+    /// that part only); `None` when the splits contradict the bounds (that part is empty).
+    pub fn with_splits(
+        graph: &'g Graph,
+        region: &'g Region,
+        method: Method,
+        upto: NodeId,
+        alpha: Option<AlphaOptions>,
+        splits: &[NeuronSplit],
+    ) -> Result<Option<Self>> {
         if graph.inputs.len() != 1 {
             return Err(Error::InvalidArgument("bound propagation needs a single-input model".into()));
         }
@@ -170,9 +193,23 @@ impl<'g> BoundTable<'g> {
                     }
                 }
             }
+            for sp in splits.iter().filter(|sp| sp.node.0 == id) {
+                let i = sp.index;
+                if i >= iv.lo.len() {
+                    return Err(Error::InvalidArgument(format!("split of neuron {i} of a {}-wide node", iv.lo.len())));
+                }
+                if sp.active {
+                    iv.lo[i] = iv.lo[i].max(0.0);
+                } else {
+                    iv.hi[i] = iv.hi[i].min(0.0);
+                }
+                if iv.lo[i] > iv.hi[i] {
+                    return Ok(None);
+                }
+            }
             t.bounds[id] = Some(iv);
         }
-        Ok(t)
+        Ok(Some(t))
     }
 
     fn relax_input(&self, id: NodeId) -> Result<RelaxInput<'_>> {
@@ -505,6 +542,56 @@ pub fn bound_spec(
                 upper: upper.iter().zip(&ibp.upper).map(|(a, b)| a.min(*b)).collect(),
             })
         }
+    }
+}
+
+/// CROWN bounds on `spec` rows over the part of the region where the splits hold, with the
+/// table (for choosing the next split); `None` when that part is empty.
+pub fn crown_with_splits<'g>(
+    graph: &'g Graph,
+    region: &'g Region,
+    output: NodeId,
+    spec: &[f64],
+    rows: usize,
+    splits: &[NeuronSplit],
+) -> Result<Option<(SpecBounds, BoundTable<'g>)>> {
+    let Some(mut t) = BoundTable::with_splits(graph, region, Method::Crown, output, None, splits)? else {
+        return Ok(None);
+    };
+    let crown = t.backward(output, spec, rows)?;
+    let ibp = ibp_of_spec(t.bounds[output.0].as_ref().expect("computed"), spec, rows);
+    let b = SpecBounds {
+        lower: crown.lower.iter().zip(&ibp.lower).map(|(a, b)| a.max(*b)).collect(),
+        upper: crown.upper.iter().zip(&ibp.upper).map(|(a, b)| a.min(*b)).collect(),
+    };
+    Ok(Some((b, t)))
+}
+
+impl BoundTable<'_> {
+    /// The unstable neuron feeding a ReLU with the widest triangle relaxation (largest
+    /// u (-l) / (u - l)), skipping `taken`: the next neuron to split.
+    pub fn widest_unstable_relu_input(&self, taken: &[NeuronSplit]) -> Option<(NodeId, usize)> {
+        let g = self.graph;
+        let mut best: Option<(f64, NodeId, usize)> = None;
+        for (id, node) in g.nodes.iter().enumerate() {
+            if !matches!(node.op, Op::Relu(_)) {
+                continue;
+            }
+            let p = node.inputs[0];
+            let Some(b) = self.bounds[p.0].as_ref() else { continue };
+            for i in 0..b.lo.len() {
+                let (l, u) = (b.lo[i], b.hi[i]);
+                if !(l < 0.0 && u > 0.0) || taken.iter().any(|s| s.node == p && s.index == i) {
+                    continue;
+                }
+                let score = u * (-l) / (u - l);
+                if best.is_none_or(|(s, _, _)| score > s) {
+                    best = Some((score, p, i));
+                }
+            }
+            let _ = id;
+        }
+        best.map(|(_, p, i)| (p, i))
     }
 }
 

@@ -3,13 +3,19 @@
 //! largest width x |gradient| product at its centre, each half is bounded by CROWN, and halves
 //! on which every disjunct is provably unreachable are closed. Rounds of subdomains are bounded
 //! in parallel with rayon. Every subdomain's centre is also tried as a counterexample.
+//!
+//! For high-dimensional inputs, branch and bound by ReLU splitting (Bunel et al. 2020, the
+//! branching of beta-CROWN, Wang et al. 2021, without its beta multipliers): a subdomain is a
+//! set of neurons fixed active (>= 0) or inactive (<= 0), enforced through their intermediate
+//! bounds; the two children of a split cover the parent.
 
 use super::{CaseRows, Options};
 use crate::attack::check_point;
 use crate::attack::gradient::value_and_grad;
 use crate::attack::pgd::to_f32_in_box;
+use crate::bounds::NeuronSplit;
 use crate::error::Result;
-use crate::ir::Graph;
+use crate::ir::{Graph, NodeId};
 use crate::spec::vnnlib::Case;
 use rayon::prelude::*;
 use std::cmp::Ordering;
@@ -168,6 +174,99 @@ pub fn input_split(
     }
     if tiny {
         return Ok(CaseResult::Unknown("a subdomain shrank to floating-point width without being closed".into()));
+    }
+    Ok(CaseResult::Unsat)
+}
+
+struct SplitDomain {
+    splits: Vec<NeuronSplit>,
+    open: Vec<usize>,
+    score: f64,
+    next: (NodeId, usize),
+}
+
+impl PartialEq for SplitDomain {
+    fn eq(&self, o: &Self) -> bool {
+        self.score.total_cmp(&o.score) == Ordering::Equal
+    }
+}
+impl Eq for SplitDomain {}
+impl PartialOrd for SplitDomain {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for SplitDomain {
+    /// The max-heap pops the lowest (worst) score first.
+    fn cmp(&self, o: &Self) -> Ordering {
+        o.score.total_cmp(&self.score)
+    }
+}
+
+/// Branch and bound by ReLU splitting over one case's box until `deadline`, starting with the
+/// disjuncts `open` that bound propagation left open. `Unsat` only when every subdomain is
+/// closed; a subdomain with no unstable neuron left and still open ends in `Unknown` (the
+/// relaxation is then exact up to the input box, but a proof would need more).
+pub fn relu_split(
+    graph: &Graph,
+    rows: &CaseRows,
+    case: &Case,
+    open: Vec<usize>,
+    opts: &Options,
+    deadline: Instant,
+    stats: &mut BabStats,
+) -> Result<CaseResult> {
+    let Some((still, score, next)) = rows.bound_splits(graph, &case.lo, &case.hi, &open, &[])? else {
+        return Ok(CaseResult::Unsat);
+    };
+    stats.domains += 1;
+    if still.is_empty() {
+        return Ok(CaseResult::Unsat);
+    }
+    let Some(next) = next else {
+        return Ok(CaseResult::Unknown("no unstable ReLU to split".into()));
+    };
+    let mut heap = BinaryHeap::new();
+    heap.push(SplitDomain { splits: Vec::new(), open: still, score, next });
+    while !heap.is_empty() {
+        if Instant::now() >= deadline {
+            return Ok(CaseResult::Timeout);
+        }
+        if heap.len() > opts.max_domains {
+            return Ok(CaseResult::Unknown(format!("more than {} open subdomains", opts.max_domains)));
+        }
+        let mut batch = Vec::with_capacity(opts.batch);
+        while batch.len() < opts.batch.max(1) {
+            match heap.pop() {
+                Some(d) => batch.push(d),
+                None => break,
+            }
+        }
+        let jobs: Vec<(Vec<NeuronSplit>, Vec<usize>)> = batch
+            .into_iter()
+            .flat_map(|d| {
+                let (node, index) = d.next;
+                [true, false].map(|active| {
+                    let mut s = d.splits.clone();
+                    s.push(NeuronSplit { node, index, active });
+                    (s, d.open.clone())
+                })
+            })
+            .collect();
+        stats.domains += jobs.len();
+        let results: Vec<Result<Option<(Vec<usize>, f64, Option<(NodeId, usize)>)>>> =
+            jobs.par_iter().map(|(splits, open)| rows.bound_splits(graph, &case.lo, &case.hi, open, splits)).collect();
+        for ((splits, _), r) in jobs.into_iter().zip(results) {
+            match r? {
+                None => {}
+                Some((still, _, _)) if still.is_empty() => {}
+                Some((_, _, None)) => {
+                    return Ok(CaseResult::Unknown("a subdomain with every ReLU fixed stays open".into()));
+                }
+                Some((still, score, Some(next))) => heap.push(SplitDomain { splits, open: still, score, next }),
+            }
+        }
+        stats.max_open = stats.max_open.max(heap.len());
     }
     Ok(CaseResult::Unsat)
 }

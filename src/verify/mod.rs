@@ -14,7 +14,7 @@
 mod bab;
 
 use crate::attack::{check_point, pgd, Goal, PgdOptions};
-use crate::bounds::{bound_spec, Method};
+use crate::bounds::{bound_spec, crown_with_splits, Method, NeuronSplit};
 use crate::error::{Error, Result};
 use crate::ir::{Graph, NodeId};
 use crate::spec::vnnlib::{Case, Property};
@@ -185,18 +185,88 @@ impl CaseRows {
         open: &[usize],
         method: Method,
     ) -> Result<(Vec<usize>, f64, bool)> {
-        let g = &self.goal;
-        let rows: Vec<usize> = open.iter().flat_map(|&k| g.groups[k].iter().copied()).collect();
+        let (rows, c) = self.open_rows(open);
         if rows.is_empty() {
             // Only empty (always true) conjunctions remain: nothing to bound.
             return Ok((open.to_vec(), f64::NEG_INFINITY, !open.is_empty()));
         }
+        let region = Region::from_box(lo.to_vec(), hi.to_vec())?;
+        let b = bound_spec(graph, &region, method, output_node(graph), &c, rows.len())?;
+        Ok(self.close(open, &rows, &b))
+    }
+
+    /// The rows of the `open` groups as one specification matrix.
+    fn open_rows(&self, open: &[usize]) -> (Vec<usize>, Vec<f64>) {
+        let g = &self.goal;
+        let rows: Vec<usize> = open.iter().flat_map(|&k| g.groups[k].iter().copied()).collect();
         let mut c = Vec::with_capacity(rows.len() * g.width);
         for &r in &rows {
             c.extend_from_slice(&g.c[r * g.width..(r + 1) * g.width]);
         }
+        (rows, c)
+    }
+
+    /// As [`CaseRows::bound`] by CROWN on the part of the box where the ReLU splits hold, with
+    /// the next neuron to split; `None` when that part is empty (the subdomain is closed).
+    #[allow(clippy::type_complexity)]
+    pub fn bound_splits(
+        &self,
+        graph: &Graph,
+        lo: &[f64],
+        hi: &[f64],
+        open: &[usize],
+        splits: &[NeuronSplit],
+    ) -> Result<Option<(Vec<usize>, f64, Option<(NodeId, usize)>)>> {
+        let (rows, c) = self.open_rows(open);
+        if rows.is_empty() {
+            return Ok(Some((open.to_vec(), f64::NEG_INFINITY, None)));
+        }
         let region = Region::from_box(lo.to_vec(), hi.to_vec())?;
-        let b = bound_spec(graph, &region, method, output_node(graph), &c, rows.len())?;
+        let Some((b, table)) = crown_with_splits(graph, &region, output_node(graph), &c, rows.len(), splits)? else {
+            return Ok(None);
+        };
+        let (mut still, score, _) = self.close(open, &rows, &b);
+        let next = if still.is_empty() { None } else { table.widest_unstable_relu_input(splits) };
+        if next.is_none() && !still.is_empty() {
+            // Every ReLU is fixed, yet bound propagation ignores the split constraints on the
+            // input: the LP takes them as constraints and is exact here; only its rigorous
+            // (Neumaier-Shcherbina) bound counts.
+            still.retain(|&k| !self.lp_closes(graph, &region, &table, k, splits));
+        }
+        Ok(Some((still, score, next)))
+    }
+
+    /// Whether the LP relaxation with the splits as constraints proves group `k` unreachable.
+    fn lp_closes(
+        &self,
+        graph: &Graph,
+        region: &Region,
+        table: &crate::bounds::BoundTable<'_>,
+        k: usize,
+        splits: &[NeuronSplit],
+    ) -> bool {
+        use crate::bounds::lp::{lp_min_max, LpOptions, ReluSplit};
+        let g = &self.goal;
+        let lp_splits: Option<Vec<ReluSplit>> = splits
+            .iter()
+            .map(|s| {
+                let relu = graph
+                    .nodes
+                    .iter()
+                    .position(|n| matches!(n.op, crate::ops::Op::Relu(_)) && n.inputs.first() == Some(&s.node))?;
+                Some(ReluSplit { relu: NodeId(relu), index: s.index, active: s.active })
+            })
+            .collect();
+        let Some(lp_splits) = lp_splits else { return false };
+        let rows: Vec<(Vec<f64>, f64)> =
+            g.groups[k].iter().map(|&r| (g.c[r * g.width..(r + 1) * g.width].to_vec(), g.d[r])).collect();
+        let opts = LpOptions { time_limit: Duration::from_secs(2), splits: lp_splits, ..LpOptions::default() };
+        matches!(lp_min_max(graph, region, table, &rows, &opts), Ok(o) if o.proven_lower_bound > 0.0)
+    }
+
+    /// Which `open` groups the bounds `b` on `rows` leave open (see [`CaseRows::bound`]).
+    fn close(&self, open: &[usize], rows: &[usize], b: &crate::bounds::SpecBounds) -> (Vec<usize>, f64, bool) {
+        let g = &self.goal;
         let mut lower = vec![f64::NAN; g.rows()];
         let mut upper = vec![f64::NAN; g.rows()];
         for (k, &r) in rows.iter().enumerate() {
@@ -220,7 +290,7 @@ impl CaseRows {
             }
             still.push(k);
         }
-        Ok((still, score, whole))
+        (still, score, whole)
     }
 }
 
@@ -330,7 +400,28 @@ pub fn verify(graph: &Graph, prop: &Property, opts: &Options) -> Result<Outcome>
     if still_open.is_empty() {
         return done(Verdict::Unsat, None, "alpha-CROWN proves every case".into(), stats);
     }
-    let open_cases = still_open;
+    // ReLU-splitting branch and bound on what stays open, with three quarters of the time
+    // left (the rest for the extended attack).
+    let now = Instant::now();
+    let bab_deadline = now + opts.deadline.saturating_duration_since(now) * 3 / 4;
+    let mut open_cases = Vec::new();
+    for (i, open) in still_open {
+        let case = &prop.cases[i];
+        let rows = CaseRows { goal: Goal::from_spec(&case.output, prop.n_outputs) };
+        match bab::relu_split(graph, &rows, case, open.clone(), opts, bab_deadline, &mut stats)? {
+            bab::CaseResult::Unsat => {}
+            // Timeout, or a subdomain it cannot close: the attack may still find a witness.
+            _ => open_cases.push((i, open)),
+        }
+    }
+    if open_cases.is_empty() {
+        return done(
+            Verdict::Unsat,
+            None,
+            format!("ReLU-splitting branch and bound closed {} subdomains", stats.domains),
+            stats,
+        );
+    }
     if attack_error.is_none() {
         let until = opts.deadline.min(Instant::now() + opts.extra_attack);
         let mut seed = opts.seed.wrapping_add(1);
