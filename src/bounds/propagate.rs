@@ -515,15 +515,7 @@ pub fn bound_spec(
 ) -> Result<SpecBounds> {
     let mut t = BoundTable::new(graph, region, method, output)?;
     match method {
-        Method::Crown => {
-            // IBP on the final bounds can still win for some rows; both are sound.
-            let crown = t.backward(output, spec, rows)?;
-            let ibp = ibp_of_spec(t.bounds[output.0].as_ref().expect("computed"), spec, rows);
-            Ok(SpecBounds {
-                lower: crown.lower.iter().zip(&ibp.lower).map(|(a, b)| a.max(*b)).collect(),
-                upper: crown.upper.iter().zip(&ibp.upper).map(|(a, b)| a.min(*b)).collect(),
-            })
-        }
+        Method::Crown => crown_within_ibp(&mut t, output, spec, rows),
         Method::Ibp => Ok(ibp_of_spec(t.bounds[output.0].as_ref().expect("computed"), spec, rows)),
         Method::AlphaCrown => {
             let ibp = ibp_of_spec(t.bounds[output.0].as_ref().expect("computed"), spec, rows);
@@ -558,13 +550,19 @@ pub fn crown_with_splits<'g>(
     let Some(mut t) = BoundTable::with_splits(graph, region, Method::Crown, output, None, splits)? else {
         return Ok(None);
     };
+    let b = crown_within_ibp(&mut t, output, spec, rows)?;
+    Ok(Some((b, t)))
+}
+
+/// CROWN bounds on `spec` intersected with IBP's (IBP can still win for some rows; both are
+/// sound).
+fn crown_within_ibp(t: &mut BoundTable<'_>, output: NodeId, spec: &[f64], rows: usize) -> Result<SpecBounds> {
     let crown = t.backward(output, spec, rows)?;
     let ibp = ibp_of_spec(t.bounds[output.0].as_ref().expect("computed"), spec, rows);
-    let b = SpecBounds {
+    Ok(SpecBounds {
         lower: crown.lower.iter().zip(&ibp.lower).map(|(a, b)| a.max(*b)).collect(),
         upper: crown.upper.iter().zip(&ibp.upper).map(|(a, b)| a.min(*b)).collect(),
-    };
-    Ok(Some((b, t)))
+    })
 }
 
 impl BoundTable<'_> {
@@ -573,7 +571,7 @@ impl BoundTable<'_> {
     pub fn widest_unstable_relu_input(&self, taken: &[NeuronSplit]) -> Option<(NodeId, usize)> {
         let g = self.graph;
         let mut best: Option<(f64, NodeId, usize)> = None;
-        for (id, node) in g.nodes.iter().enumerate() {
+        for node in &g.nodes {
             if !matches!(node.op, Op::Relu(_)) {
                 continue;
             }
@@ -589,7 +587,6 @@ impl BoundTable<'_> {
                     best = Some((score, p, i));
                 }
             }
-            let _ = id;
         }
         best.map(|(_, p, i)| (p, i))
     }
