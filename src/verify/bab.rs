@@ -41,6 +41,28 @@ pub enum CaseResult {
     Unknown(String),
 }
 
+/// Orders a subdomain type by its `score` so that a max-heap pops the lowest (worst) first.
+macro_rules! worst_first {
+    ($t:ty) => {
+        impl PartialEq for $t {
+            fn eq(&self, o: &Self) -> bool {
+                self.score.total_cmp(&o.score) == Ordering::Equal
+            }
+        }
+        impl Eq for $t {}
+        impl PartialOrd for $t {
+            fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+                Some(self.cmp(o))
+            }
+        }
+        impl Ord for $t {
+            fn cmp(&self, o: &Self) -> Ordering {
+                o.score.total_cmp(&self.score)
+            }
+        }
+    };
+}
+
 struct Domain {
     lo: Vec<f64>,
     hi: Vec<f64>,
@@ -49,23 +71,7 @@ struct Domain {
     split: usize,
 }
 
-impl PartialEq for Domain {
-    fn eq(&self, o: &Self) -> bool {
-        self.score.total_cmp(&o.score) == Ordering::Equal
-    }
-}
-impl Eq for Domain {}
-impl PartialOrd for Domain {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Domain {
-    /// The max-heap pops the lowest (worst) score first.
-    fn cmp(&self, o: &Self) -> Ordering {
-        o.score.total_cmp(&self.score)
-    }
-}
+worst_first!(Domain);
 
 /// The dimension to split: largest width x (|gradient| + 1e-3 max|gradient|) of the worst open
 /// disjunct's most nearly closed row at the centre (falls back to the widest dimension).
@@ -185,23 +191,7 @@ struct SplitDomain {
     next: (NodeId, usize),
 }
 
-impl PartialEq for SplitDomain {
-    fn eq(&self, o: &Self) -> bool {
-        self.score.total_cmp(&o.score) == Ordering::Equal
-    }
-}
-impl Eq for SplitDomain {}
-impl PartialOrd for SplitDomain {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for SplitDomain {
-    /// The max-heap pops the lowest (worst) score first.
-    fn cmp(&self, o: &Self) -> Ordering {
-        o.score.total_cmp(&self.score)
-    }
-}
+worst_first!(SplitDomain);
 
 /// Branch and bound by ReLU splitting over one case's box until `deadline`, starting with the
 /// disjuncts `open` that bound propagation left open. `Unsat` only when every subdomain is
