@@ -4,7 +4,7 @@
 //! its bound. Any violation fails.
 
 use proptest::prelude::*;
-use robustcert::bounds::{bound_spec, Method};
+use robustcert::bounds::{bound_spec, BoundTable, Method, NeuronSplit};
 use robustcert::ir::{Graph, Node, NodeId, Param, Tensor, ValueInfo};
 use robustcert::ops::{self, Op, Operator};
 use robustcert::spec::{Norm, Region};
@@ -361,5 +361,173 @@ proptest! {
         let center: Vec<f64> = g.vec(c * hw * hw, 1.0).iter().map(|v| (v + 1.0) / 2.0).collect();
         let region = Region::ball(center, norm, eps, clip.then_some((0.0, 1.0))).unwrap();
         prop_assert_eq!(check(&graph, &region, seed), Ok(()));
+    }
+}
+
+// ------------------------------------------------------------------ beta-CROWN on subdomains
+
+/// A ReLU network (Gemm, ReLU, Gemm, ReLU, residual Add, Gemm) whose outputs are the logits
+/// and then the two pre-activation layers, so samples can be tested against ReLU splits.
+fn relu_net(seed: u64, d: usize) -> (Graph, [NodeId; 2]) {
+    let mut g = Gen(seed | 1);
+    let (mut b, x) = Builder::input(vec![1, d]);
+    let h = 4 + g.pick(5);
+    let gemm = |g: &mut Gen, n_in: usize, n_out: usize| ops::Gemm {
+        b: g.param(vec![n_out, n_in], 1.0),
+        c: Some(g.param(vec![n_out], 0.5)),
+        alpha: 1.0,
+        beta: 1.0,
+        trans_a: false,
+        trans_b: true,
+    };
+    let z1 = b.add(gemm(&mut g, d, h), &[x]);
+    let a1 = b.add(ops::Relu, &[z1]);
+    let z2 = b.add(gemm(&mut g, h, h), &[a1]);
+    let z2r = b.add(ops::Add { constant: None, constant_first: false }, &[z2, a1]);
+    let a2 = b.add(ops::Relu, &[z2r]);
+    let k = 2 + g.pick(3);
+    let out = b.add(gemm(&mut g, h, k), &[a2]);
+    let graph = Graph::new(
+        b.nodes,
+        vec![NodeId(0)],
+        vec![ValueInfo { name: "x".into(), shape: vec![1, d], dynamic_batch: false }],
+        vec![out, z1, z2r],
+        vec!["y".into(), "z1".into(), "z2".into()],
+    )
+    .unwrap();
+    (graph, [z1, z2r])
+}
+
+/// Every output of the graph at x, flattened.
+fn eval_all(graph: &Graph, x: &[f64]) -> Vec<Vec<f64>> {
+    let shape = graph.input_info[0].shape.clone();
+    let t = Tensor::new(shape, x.to_vec()).unwrap();
+    graph.forward(&[&t]).unwrap().into_iter().map(|o| o.into_data()).collect()
+}
+
+/// beta-CROWN's claims on a random subdomain (random splits of unstable neurons, bounds seeded
+/// by the root's alpha-CROWN table): the clamped intermediate bounds and the output lower
+/// bounds hold at every sampled point that satisfies the splits, plus at the end of a search
+/// that pushes each output down while keeping them; and a subdomain declared empty has no such
+/// sample.
+fn check_beta(graph: &Graph, pre: [NodeId; 2], region: &Region, seed: u64) -> Result<usize, String> {
+    let out = graph.outputs[0];
+    let w: usize = graph.node(out).shape.iter().product();
+    let mut spec = vec![0.0; w * w];
+    for i in 0..w {
+        spec[i * w + i] = 1.0;
+    }
+    let mut g = Gen(seed ^ 0xbe7a);
+    let root = BoundTable::new(graph, region, Method::AlphaCrown, out).map_err(|e| e.to_string())?;
+    let mut unstable = Vec::new();
+    for &p in &pre {
+        let b = root.bounds[p.0].as_ref().unwrap();
+        for i in 0..b.lo.len() {
+            if b.lo[i] < 0.0 && b.hi[i] > 0.0 {
+                unstable.push((p, i));
+            }
+        }
+    }
+    if unstable.is_empty() {
+        return Ok(0);
+    }
+    let mut splits: Vec<NeuronSplit> = Vec::new();
+    for _ in 0..1 + g.pick(3) {
+        let (node, index) = unstable[g.pick(unstable.len())];
+        if !splits.iter().any(|s| s.node == node && s.index == index) {
+            splits.push(NeuronSplit { node, index, active: g.next() > 0.0 });
+        }
+    }
+    let pre_value =
+        |vals: &[Vec<f64>], s: &NeuronSplit| vals[1 + pre.iter().position(|p| *p == s.node).unwrap()][s.index];
+    let holds = |vals: &[Vec<f64>]| {
+        splits.iter().all(|s| if s.active { pre_value(vals, s) >= 0.0 } else { pre_value(vals, s) <= 0.0 })
+    };
+    let pts: Vec<Vec<f64>> =
+        sample_points(region, &mut g, 600).into_iter().filter(|p| region.contains(p, 1e-12)).collect();
+    let inside: Vec<(Vec<f64>, Vec<Vec<f64>>)> = pts
+        .into_iter()
+        .map(|p| {
+            let v = eval_all(graph, &p);
+            (p, v)
+        })
+        .filter(|(_, v)| holds(v))
+        .collect();
+    let prior = root.bounds.clone();
+    let Some(mut t) = BoundTable::with_splits(graph, region, Method::Crown, out, None, &splits, Some(&prior))
+        .map_err(|e| e.to_string())?
+    else {
+        return match inside.first() {
+            Some((p, _)) => Err(format!("subdomain {splits:?} declared empty, yet {p:?} satisfies it")),
+            None => Ok(0),
+        };
+    };
+    let crown = t.backward(out, &spec, w).map_err(|e| e.to_string())?;
+    let (lower, _) = t.beta_lower(out, &spec, w, &splits, 30, &crown.lower).map_err(|e| e.to_string())?;
+    for (p, v) in &inside {
+        for (k, &node) in pre.iter().enumerate() {
+            let b = t.bounds[node.0].as_ref().unwrap();
+            for i in 0..b.lo.len() {
+                let tol = 1e-9 * (1.0 + v[1 + k][i].abs());
+                if v[1 + k][i] < b.lo[i] - tol || v[1 + k][i] > b.hi[i] + tol {
+                    return Err(format!(
+                        "pre-activation {i} of {node:?} = {} outside [{}, {}] at {p:?}",
+                        v[1 + k][i],
+                        b.lo[i],
+                        b.hi[i]
+                    ));
+                }
+            }
+        }
+        for j in 0..w {
+            if v[0][j] < lower[j] - 1e-9 * (1.0 + v[0][j].abs()) {
+                return Err(format!(
+                    "beta-CROWN: output {j} = {} below its bound {} at {p:?} ({splits:?})",
+                    v[0][j], lower[j]
+                ));
+            }
+        }
+    }
+    // Push each output down from the lowest sample, accepting only moves that keep the splits.
+    for j in 0..w {
+        let Some((start, _)) = inside.iter().min_by(|a, b| a.1[0][j].total_cmp(&b.1[0][j])) else { break };
+        let mut x = start.clone();
+        let mut best = eval_all(graph, &x)[0][j];
+        let mut step = region.eps.max(1e-6) * 0.5;
+        for _ in 0..300 {
+            let cand: Vec<f64> = x
+                .iter()
+                .zip(g.vec(x.len(), step))
+                .enumerate()
+                .map(|(i, (a, b))| (a + b).clamp(region.lo[i], region.hi[i]))
+                .collect();
+            let v = eval_all(graph, &cand);
+            if region.contains(&cand, 0.0) && holds(&v) && v[0][j] < best {
+                best = v[0][j];
+                x = cand;
+            } else {
+                step *= 0.98;
+            }
+        }
+        if best < lower[j] - 1e-9 * (1.0 + best.abs()) {
+            return Err(format!(
+                "beta-CROWN: search reached {best} below the bound {} of output {j} ({splits:?})",
+                lower[j]
+            ));
+        }
+    }
+    Ok(inside.len())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 160, ..ProptestConfig::default() })]
+
+    #[test]
+    fn beta_crown_subdomain_bounds_are_sound(seed in any::<u64>(), d in 2usize..5, norm in norm_strategy(), eps in 0.05f64..1.5) {
+        let (graph, pre) = relu_net(seed, d);
+        let mut g = Gen(seed.rotate_left(5) | 1);
+        let center: Vec<f64> = g.vec(d, 0.5);
+        let region = Region::ball(center, norm, eps, None).unwrap();
+        prop_assert!(check_beta(&graph, pre, &region, seed).is_ok(), "{:?}", check_beta(&graph, pre, &region, seed));
     }
 }

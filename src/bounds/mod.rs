@@ -7,4 +7,6 @@ pub mod lp;
 pub mod propagate;
 pub mod radius;
 
-pub use propagate::{bound_spec, crown_with_splits, BoundTable, Interval, Method, NeuronSplit, SpecBounds};
+pub use propagate::{
+    alpha_crown_with_table, bound_spec, crown_with_splits, BoundTable, Interval, Method, NeuronSplit, SpecBounds,
+};

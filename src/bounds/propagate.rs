@@ -90,12 +90,19 @@ impl<'g> BoundTable<'g> {
         upto: NodeId,
         alpha: Option<AlphaOptions>,
     ) -> Result<Self> {
-        Ok(Self::with_splits(graph, region, method, upto, alpha, &[])?.expect("no splits, never empty"))
+        Self::with_splits(graph, region, method, upto, alpha, &[], None)?.ok_or_else(|| {
+            Error::InvalidArgument("bounds contradict each other on the whole region (a bound is unsound)".into())
+        })
     }
 
     /// As [`BoundTable::with_alpha`] on the part of the region where every split holds (each
     /// split neuron's bounds clamped at 0 once computed, so everything after it is relaxed on
     /// that part only); `None` when the splits contradict the bounds (that part is empty).
+    ///
+    /// `prior`: bounds of every node computed earlier on the whole region (without splits),
+    /// e.g. by alpha-CROWN at the root of a branch and bound. They hold on any part of it, so
+    /// nodes up to the first split node take them as they are (nothing before a split depends
+    /// on it) and later nodes are intersected with them.
     pub fn with_splits(
         graph: &'g Graph,
         region: &'g Region,
@@ -103,6 +110,7 @@ impl<'g> BoundTable<'g> {
         upto: NodeId,
         alpha: Option<AlphaOptions>,
         splits: &[NeuronSplit],
+        prior: Option<&[Option<Interval>]>,
     ) -> Result<Option<Self>> {
         if graph.inputs.len() != 1 {
             return Err(Error::InvalidArgument("bound propagation needs a single-input model".into()));
@@ -135,8 +143,20 @@ impl<'g> BoundTable<'g> {
                 ref op => !is_piecewise_or_smooth(op) && node.inputs.iter().all(|p| affine_of_input[p.0]),
             };
         }
+        let first_split = splits.iter().map(|s| s.node.0).min().unwrap_or(usize::MAX);
+        let prior_of = |id: usize| prior.and_then(|p| p.get(id)).and_then(|b| b.as_ref());
         for id in 0..=upto.0 {
             let node = &graph.nodes[id];
+            if let Some(b) = prior_of(id).filter(|_| id <= first_split) {
+                if b.lo.len() != node.shape.iter().product::<usize>() {
+                    return Err(Error::Shape(format!("prior bounds of node {id} have the wrong width")));
+                }
+                t.bounds[id] = Some(b.clone());
+                if !t.apply_splits(id, splits)? {
+                    return Ok(None);
+                }
+                continue;
+            }
             let mut iv = match &node.op {
                 Op::Input(_) => {
                     let (lo, hi) = region.bounding_box();
@@ -150,6 +170,12 @@ impl<'g> BoundTable<'g> {
                     Interval { lo, hi }
                 }
             };
+            if let Some(b) = prior_of(id).filter(|b| b.lo.len() == iv.lo.len()) {
+                for i in 0..iv.lo.len() {
+                    iv.lo[i] = iv.lo[i].max(b.lo[i]);
+                    iv.hi[i] = iv.hi[i].min(b.hi[i]);
+                }
+            }
             let feeds_nonlinear = users[id].iter().any(|u| is_piecewise_or_smooth(&graph.nodes[u.0].op));
             let refine = match method {
                 Method::Crown | Method::AlphaCrown => true,
@@ -193,23 +219,36 @@ impl<'g> BoundTable<'g> {
                     }
                 }
             }
-            for sp in splits.iter().filter(|sp| sp.node.0 == id) {
-                let i = sp.index;
-                if i >= iv.lo.len() {
-                    return Err(Error::InvalidArgument(format!("split of neuron {i} of a {}-wide node", iv.lo.len())));
-                }
-                if sp.active {
-                    iv.lo[i] = iv.lo[i].max(0.0);
-                } else {
-                    iv.hi[i] = iv.hi[i].min(0.0);
-                }
-                if iv.lo[i] > iv.hi[i] {
-                    return Ok(None);
-                }
+            if iv.lo.iter().zip(&iv.hi).any(|(l, h)| l > h) {
+                // Bounds valid on the region that contradict each other: the part is empty.
+                return Ok(None);
             }
             t.bounds[id] = Some(iv);
+            if !t.apply_splits(id, splits)? {
+                return Ok(None);
+            }
         }
         Ok(Some(t))
+    }
+
+    /// Clamps node `id`'s bounds by the splits on it; false when they become empty.
+    fn apply_splits(&mut self, id: usize, splits: &[NeuronSplit]) -> Result<bool> {
+        let Some(iv) = self.bounds[id].as_mut() else { return Ok(true) };
+        for sp in splits.iter().filter(|sp| sp.node.0 == id) {
+            let i = sp.index;
+            if i >= iv.lo.len() {
+                return Err(Error::InvalidArgument(format!("split of neuron {i} of a {}-wide node", iv.lo.len())));
+            }
+            if sp.active {
+                iv.lo[i] = iv.lo[i].max(0.0);
+            } else {
+                iv.hi[i] = iv.hi[i].min(0.0);
+            }
+            if iv.lo[i] > iv.hi[i] {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     fn relax_input(&self, id: NodeId) -> Result<RelaxInput<'_>> {
@@ -330,7 +369,7 @@ impl<'g> BoundTable<'g> {
             .into_par_iter()
             .map(|start| {
                 let end = (start + chunk).min(rows);
-                this.backward_general(target, &spec[start * width..end * width], end - start, None, None)
+                this.backward_general(target, &spec[start * width..end * width], end - start, None, &[], None)
             })
             .collect();
         let mut out = SpecBounds { lower: Vec::with_capacity(rows), upper: Vec::with_capacity(rows) };
@@ -350,13 +389,15 @@ impl<'g> BoundTable<'g> {
     /// fixed), the lower lines of the unstable neurons of ReLU / LeakyReLU nodes use the given
     /// slopes, one set per row (alpha-CROWN); only lower bounds are computed then (upper ones
     /// are +inf). With `record`, the lower matrix reaching every node and the input point
-    /// minimising each row's lower bound are kept (for the gradient).
+    /// minimising each row's lower bound are kept (for the gradient). With `beta` (only with
+    /// `alpha`), each split's Lagrangian term is added where the pass reaches its neuron.
     fn backward_general(
         &self,
         target: NodeId,
         spec: &[f64],
         rows: usize,
         alpha: Option<&[Option<AlphaVars>]>,
+        beta: &[BetaVar],
         mut record: Option<&mut Recording>,
     ) -> Result<SpecBounds> {
         let g = self.graph;
@@ -368,9 +409,16 @@ impl<'g> BoundTable<'g> {
         let mut ubias = vec![0.0f64; rows];
         let mut result: Option<SpecBounds> = None;
         for id in (0..=target.0).rev() {
-            let Some((la, ua)) = state[id].take() else { continue };
+            let Some((mut la, ua)) = state[id].take() else { continue };
             let node = &g.nodes[id];
             let width = la.len() / rows.max(1);
+            // beta-CROWN: on the subdomain s z_i >= 0, so for beta >= 0 the objective minus
+            // beta s z_i is a lower bound of it; z_i's coefficient takes -beta s.
+            for bv in beta.iter().filter(|b| b.node == id && b.index < width) {
+                for r in 0..rows {
+                    la[r * width + bv.index] -= bv.value[r] * bv.sign;
+                }
+            }
             if let Op::Input(_) = node.op {
                 let mut lower = Vec::with_capacity(rows);
                 let mut upper = Vec::with_capacity(rows);
@@ -517,28 +565,45 @@ pub fn bound_spec(
     match method {
         Method::Crown => crown_within_ibp(&mut t, output, spec, rows),
         Method::Ibp => Ok(ibp_of_spec(t.bounds[output.0].as_ref().expect("computed"), spec, rows)),
-        Method::AlphaCrown => {
-            let ibp = ibp_of_spec(t.bounds[output.0].as_ref().expect("computed"), spec, rows);
-            // Lower bounds of spec and of -spec in one batch, warm-started from CROWN.
-            let opts = AlphaOptions::default();
-            let crown = t.backward(output, spec, rows)?;
-            let mut both = spec.to_vec();
-            both.extend(spec.iter().map(|v| -v));
-            let mut start = crown.lower.clone();
-            start.extend(crown.upper.iter().map(|u| -u));
-            let best = t.alpha_rows(output, &both, 2 * rows, opts.final_iterations, opts, &start)?;
-            let (lower, upper): (Vec<f64>, Vec<f64>) =
-                (best[..rows].to_vec(), best[rows..].iter().map(|v| -v).collect());
-            Ok(SpecBounds {
-                lower: lower.iter().zip(&ibp.lower).map(|(a, b)| a.max(*b)).collect(),
-                upper: upper.iter().zip(&ibp.upper).map(|(a, b)| a.min(*b)).collect(),
-            })
-        }
+        Method::AlphaCrown => alpha_crown_within_ibp(&mut t, output, spec, rows),
     }
 }
 
+/// alpha-CROWN bounds on `spec` rows (intermediate bounds optimised too), with the table,
+/// whose bounds can seed a branch and bound on the same region (`BoundTable::with_splits`).
+pub fn alpha_crown_with_table<'g>(
+    graph: &'g Graph,
+    region: &'g Region,
+    output: NodeId,
+    spec: &[f64],
+    rows: usize,
+) -> Result<(SpecBounds, BoundTable<'g>)> {
+    let mut t = BoundTable::new(graph, region, Method::AlphaCrown, output)?;
+    let b = alpha_crown_within_ibp(&mut t, output, spec, rows)?;
+    Ok((b, t))
+}
+
+/// Lower bounds of spec and of -spec in one batch, warm-started from CROWN, intersected with
+/// IBP's.
+fn alpha_crown_within_ibp(t: &mut BoundTable<'_>, output: NodeId, spec: &[f64], rows: usize) -> Result<SpecBounds> {
+    let ibp = ibp_of_spec(t.bounds[output.0].as_ref().expect("computed"), spec, rows);
+    let opts = AlphaOptions::default();
+    let crown = t.backward(output, spec, rows)?;
+    let mut both = spec.to_vec();
+    both.extend(spec.iter().map(|v| -v));
+    let mut start = crown.lower.clone();
+    start.extend(crown.upper.iter().map(|u| -u));
+    let best = t.alpha_rows(output, &both, 2 * rows, opts.final_iterations, opts, &start)?;
+    let (lower, upper): (Vec<f64>, Vec<f64>) = (best[..rows].to_vec(), best[rows..].iter().map(|v| -v).collect());
+    Ok(SpecBounds {
+        lower: lower.iter().zip(&ibp.lower).map(|(a, b)| a.max(*b)).collect(),
+        upper: upper.iter().zip(&ibp.upper).map(|(a, b)| a.min(*b)).collect(),
+    })
+}
+
 /// CROWN bounds on `spec` rows over the part of the region where the splits hold, with the
-/// table (for choosing the next split); `None` when that part is empty.
+/// table (for choosing the next split); `None` when that part is empty. `prior`: bounds
+/// computed on the whole region (see [`BoundTable::with_splits`]).
 pub fn crown_with_splits<'g>(
     graph: &'g Graph,
     region: &'g Region,
@@ -546,8 +611,9 @@ pub fn crown_with_splits<'g>(
     spec: &[f64],
     rows: usize,
     splits: &[NeuronSplit],
+    prior: Option<&[Option<Interval>]>,
 ) -> Result<Option<(SpecBounds, BoundTable<'g>)>> {
-    let Some(mut t) = BoundTable::with_splits(graph, region, Method::Crown, output, None, splits)? else {
+    let Some(mut t) = BoundTable::with_splits(graph, region, Method::Crown, output, None, splits, prior)? else {
         return Ok(None);
     };
     let b = crown_within_ibp(&mut t, output, spec, rows)?;
@@ -619,6 +685,15 @@ fn ibp_of_spec(b: &Interval, spec: &[f64], rows: usize) -> SpecBounds {
     }
 }
 
+/// One split's multiplier in beta-CROWN, per row: the term -beta s z_i (s = +1 for an active
+/// split, -1 for an inactive one) is added to the objective on the subdomain.
+struct BetaVar {
+    node: usize,
+    index: usize,
+    sign: f64,
+    value: Vec<f64>,
+}
+
 /// What one recorded backward pass kept: the lower matrix reaching every node (rows x width)
 /// and, per row, the input point attaining the lower bound (rows x input width).
 #[derive(Default)]
@@ -642,11 +717,20 @@ pub struct AlphaOptions {
     pub lr_decay: f64,
     /// Optimise the intermediate (pre-activation) bounds too, not only the final rows.
     pub intermediate: bool,
+    /// Adam step for the split multipliers of beta-CROWN (in their own units).
+    pub beta_learning_rate: f64,
 }
 
 impl Default for AlphaOptions {
     fn default() -> Self {
-        AlphaOptions { iterations: 20, final_iterations: 80, learning_rate: 0.5, lr_decay: 0.98, intermediate: true }
+        AlphaOptions {
+            iterations: 20,
+            final_iterations: 80,
+            learning_rate: 0.5,
+            lr_decay: 0.98,
+            intermediate: true,
+            beta_learning_rate: 0.05,
+        }
     }
 }
 
@@ -771,6 +855,68 @@ impl BoundTable<'_> {
         Ok(())
     }
 
+    /// beta-CROWN (Wang et al. 2021) lower bounds of `spec` rows on the part of the region
+    /// where `splits` hold (the table must have been built with them): the slopes and one
+    /// multiplier per split and row optimised together for `iterations` steps, keeping per
+    /// row the best of `start` and every bound seen. Also returns the lower matrices of the
+    /// final pass per node (rows x width), for choosing the next split.
+    #[allow(clippy::type_complexity)]
+    pub fn beta_lower(
+        &mut self,
+        target: NodeId,
+        spec: &[f64],
+        rows: usize,
+        splits: &[NeuronSplit],
+        iterations: usize,
+        start: &[f64],
+    ) -> Result<(Vec<f64>, Vec<Option<Vec<f64>>>)> {
+        self.ensure_relaxations_upto(target)?;
+        let width = self.graph.nodes[target.0].shape.iter().product::<usize>();
+        if spec.len() != rows * width || start.len() != rows {
+            return Err(Error::Shape(format!("specification of {} values for {rows} rows of {width}", spec.len())));
+        }
+        let mut last = Vec::new();
+        let opts = AlphaOptions::default();
+        let best = self.alpha_chunk(target, spec, rows, iterations, opts, start, splits, Some(&mut last))?;
+        Ok((best, last))
+    }
+
+    /// The unstable neuron feeding a ReLU whose triangle relaxation costs the bound the most
+    /// (BaBSR, Bunel et al. 2020): the upper line's intercept -u l / (u - l) times how much of
+    /// it the rows' lower matrices `la` (from [`BoundTable::beta_lower`]) take, summed over
+    /// rows; ties and an all-zero score fall back to the widest triangle. Skips `taken`.
+    pub fn babsr_relu_input(
+        &self,
+        la: &[Option<Vec<f64>>],
+        rows: usize,
+        taken: &[NeuronSplit],
+    ) -> Option<(NodeId, usize)> {
+        let g = self.graph;
+        let mut best: Option<((f64, f64), NodeId, usize)> = None;
+        for (id, node) in g.nodes.iter().enumerate() {
+            if !matches!(node.op, Op::Relu(_)) {
+                continue;
+            }
+            let p = node.inputs[0];
+            let Some(b) = self.bounds[p.0].as_ref() else { continue };
+            let coef = la.get(id).and_then(|m| m.as_ref());
+            let w = b.lo.len();
+            for i in 0..w {
+                let (l, u) = (b.lo[i], b.hi[i]);
+                if !(l < 0.0 && u > 0.0) || taken.iter().any(|s| s.node == p && s.index == i) {
+                    continue;
+                }
+                let intercept = u * (-l) / (u - l);
+                let take: f64 = coef.map_or(0.0, |m| (0..rows).map(|r| (-m[r * w + i]).max(0.0)).sum());
+                let score = (take * intercept, intercept);
+                if best.is_none_or(|(s, _, _)| score.0 > s.0 || (score.0 == s.0 && score.1 > s.1)) {
+                    best = Some((score, p, i));
+                }
+            }
+        }
+        best.map(|(_, p, i)| (p, i))
+    }
+
     /// alpha-CROWN lower bounds of `spec` rows: each row optimised on its own, starting from
     /// CROWN's slopes and keeping the best sound bound seen (so never looser than CROWN).
     pub fn alpha_lower(&mut self, target: NodeId, spec: &[f64], rows: usize, opts: AlphaOptions) -> Result<Vec<f64>> {
@@ -804,7 +950,7 @@ impl BoundTable<'_> {
             .into_par_iter()
             .map(|s| {
                 let e = (s + chunk).min(rows);
-                this.alpha_chunk(target, &spec[s * width..e * width], e - s, iterations, opts, &start[s..e])
+                this.alpha_chunk(target, &spec[s * width..e * width], e - s, iterations, opts, &start[s..e], &[], None)
             })
             .collect();
         Ok(parts?.concat())
@@ -822,6 +968,9 @@ impl BoundTable<'_> {
         })
     }
 
+    /// alpha-CROWN (and beta-CROWN with `splits`: one multiplier per split and row, from 0)
+    /// on one chunk of rows; with `last`, the lower matrices of the final pass are kept.
+    #[allow(clippy::too_many_arguments)]
     fn alpha_chunk(
         &self,
         target: NodeId,
@@ -830,9 +979,21 @@ impl BoundTable<'_> {
         iterations: usize,
         opts: AlphaOptions,
         start: &[f64],
+        splits: &[NeuronSplit],
+        last: Option<&mut Vec<Option<Vec<f64>>>>,
     ) -> Result<Vec<f64>> {
         let g = self.graph;
         let n_nodes = target.0 + 1;
+        let mut betas: Vec<BetaVar> = splits
+            .iter()
+            .filter(|sp| sp.node.0 < n_nodes)
+            .map(|sp| BetaVar {
+                node: sp.node.0,
+                index: sp.index,
+                sign: if sp.active { 1.0 } else { -1.0 },
+                value: vec![0.0; rows],
+            })
+            .collect();
         // Initial slopes: CROWN's lines; NaN marks lines that stay fixed.
         let mut alpha: Vec<Option<AlphaVars>> = vec![None; n_nodes];
         let mut range: Vec<Option<AlphaRange>> = vec![None; n_nodes];
@@ -875,9 +1036,10 @@ impl BoundTable<'_> {
             range[id] = Some(rg);
         }
         let mut best = start.to_vec();
-        if alpha.iter().all(|a| a.is_none()) {
+        if alpha.iter().all(|a| a.is_none()) && betas.is_empty() {
             return Ok(best);
         }
+        let (mut bm1, mut bm2) = (vec![0.0; betas.len() * rows], vec![0.0; betas.len() * rows]);
         let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8);
         // Adam moments per slope: lower lines, then upper lines.
         let zeros = |a: &Option<AlphaVars>| a.as_ref().map(|v| vec![0.0; 2 * v.lo.len()]);
@@ -886,7 +1048,7 @@ impl BoundTable<'_> {
         let mut lr = opts.learning_rate;
         for it in 0..iterations {
             let mut rec = Recording { la: vec![None; n_nodes], x_star: Vec::new() };
-            let b = self.backward_general(target, spec, rows, Some(&alpha), Some(&mut rec))?;
+            let b = self.backward_general(target, spec, rows, Some(&alpha), &betas, Some(&mut rec))?;
             for (bst, v) in best.iter_mut().zip(&b.lower) {
                 *bst = bst.max(*v);
             }
@@ -931,11 +1093,30 @@ impl BoundTable<'_> {
                     self.alpha_offsets(id, v);
                 }
             }
+            // The bound's derivative in a split's multiplier is -s z_i at x* (the relaxed
+            // network's value there); ascent, projected onto beta >= 0.
+            let beta_lr = lr / opts.learning_rate * opts.beta_learning_rate;
+            for (k, bv) in betas.iter_mut().enumerate() {
+                let Some(z) = values[bv.node].as_ref() else { continue };
+                let w = z.len() / rows.max(1);
+                for r in 0..rows {
+                    let grad = -bv.sign * z[r * w + bv.index];
+                    let q = k * rows + r;
+                    bm1[q] = b1 * bm1[q] + (1.0 - b1) * grad;
+                    bm2[q] = b2 * bm2[q] + (1.0 - b2) * grad * grad;
+                    let (mh, vh) = (bm1[q] / c1, bm2[q] / c2);
+                    bv.value[r] = (bv.value[r] + beta_lr * mh / (vh.sqrt() + eps)).max(0.0);
+                }
+            }
             lr *= opts.lr_decay;
         }
-        let b = self.backward_general(target, spec, rows, Some(&alpha), None)?;
+        let mut rec = Recording { la: vec![None; n_nodes], x_star: Vec::new() };
+        let b = self.backward_general(target, spec, rows, Some(&alpha), &betas, last.is_some().then_some(&mut rec))?;
         for (bst, v) in best.iter_mut().zip(&b.lower) {
             *bst = bst.max(*v);
+        }
+        if let Some(out) = last {
+            *out = rec.la;
         }
         Ok(best)
     }

@@ -13,10 +13,11 @@ use super::{CaseRows, Options};
 use crate::attack::check_point;
 use crate::attack::gradient::value_and_grad;
 use crate::attack::pgd::to_f32_in_box;
-use crate::bounds::NeuronSplit;
+use crate::bounds::{Interval, NeuronSplit};
 use crate::error::Result;
 use crate::ir::{Graph, NodeId};
 use crate::spec::vnnlib::Case;
+use crate::spec::Region;
 use rayon::prelude::*;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -184,6 +185,9 @@ pub fn input_split(
     Ok(CaseResult::Unsat)
 }
 
+/// beta-CROWN steps per subdomain (slopes and split multipliers from CROWN's and 0).
+const BETA_ITERATIONS: usize = 20;
+
 struct SplitDomain {
     splits: Vec<NeuronSplit>,
     open: Vec<usize>,
@@ -197,16 +201,23 @@ worst_first!(SplitDomain);
 /// disjuncts `open` that bound propagation left open. `Unsat` only when every subdomain is
 /// closed; a subdomain with no unstable neuron left and still open ends in `Unknown` (the
 /// relaxation is then exact up to the input box, but a proof would need more).
+#[allow(clippy::too_many_arguments)]
 pub fn relu_split(
     graph: &Graph,
     rows: &CaseRows,
     case: &Case,
     open: Vec<usize>,
+    root: &[Option<Interval>],
     opts: &Options,
     deadline: Instant,
     stats: &mut BabStats,
 ) -> Result<CaseResult> {
-    let Some((still, score, next)) = rows.bound_splits(graph, &case.lo, &case.hi, &open, &[])? else {
+    let region = Region::from_box(case.lo.clone(), case.hi.clone())?;
+    let prior = (!root.is_empty()).then_some(root);
+    let bound = |open: &[usize], splits: &[NeuronSplit]| {
+        rows.bound_splits(graph, &region, open, splits, prior, BETA_ITERATIONS)
+    };
+    let Some((still, score, next)) = bound(&open, &[])? else {
         return Ok(CaseResult::Unsat);
     };
     stats.domains += 1;
@@ -245,7 +256,7 @@ pub fn relu_split(
             .collect();
         stats.domains += jobs.len();
         let results: Vec<Result<Option<(Vec<usize>, f64, Option<(NodeId, usize)>)>>> =
-            jobs.par_iter().map(|(splits, open)| rows.bound_splits(graph, &case.lo, &case.hi, open, splits)).collect();
+            jobs.par_iter().map(|(splits, open)| bound(open, splits)).collect();
         for ((splits, _), r) in jobs.into_iter().zip(results) {
             match r? {
                 None => {}

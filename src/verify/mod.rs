@@ -14,7 +14,7 @@
 mod bab;
 
 use crate::attack::{check_point, pgd, Goal, PgdOptions};
-use crate::bounds::{bound_spec, crown_with_splits, Method, NeuronSplit};
+use crate::bounds::{alpha_crown_with_table, bound_spec, crown_with_splits, Interval, Method, NeuronSplit};
 use crate::error::{Error, Result};
 use crate::ir::{Graph, NodeId};
 use crate::spec::vnnlib::{Case, Property};
@@ -195,6 +195,25 @@ impl CaseRows {
         Ok(self.close(open, &rows, &b))
     }
 
+    /// As [`CaseRows::bound_with`] by alpha-CROWN, with every node's bounds on the box (to seed
+    /// ReLU-splitting branch and bound).
+    pub fn bound_alpha(
+        &self,
+        graph: &Graph,
+        lo: &[f64],
+        hi: &[f64],
+        open: &[usize],
+    ) -> Result<(Vec<usize>, Vec<Option<Interval>>)> {
+        let (rows, c) = self.open_rows(open);
+        if rows.is_empty() {
+            return Ok((open.to_vec(), Vec::new()));
+        }
+        let region = Region::from_box(lo.to_vec(), hi.to_vec())?;
+        let (b, table) = alpha_crown_with_table(graph, &region, output_node(graph), &c, rows.len())?;
+        let (still, _, _) = self.close(open, &rows, &b);
+        Ok((still, table.bounds))
+    }
+
     /// The rows of the `open` groups as one specification matrix.
     fn open_rows(&self, open: &[usize]) -> (Vec<usize>, Vec<f64>) {
         let g = &self.goal;
@@ -206,32 +225,51 @@ impl CaseRows {
         (rows, c)
     }
 
-    /// As [`CaseRows::bound`] by CROWN on the part of the box where the ReLU splits hold, with
-    /// the next neuron to split; `None` when that part is empty (the subdomain is closed).
+    /// As [`CaseRows::bound`] on the part of `region` where the ReLU splits hold: CROWN (with
+    /// `prior`, bounds computed on the whole region, as a floor), then on the groups still open
+    /// `beta_iterations` steps of beta-CROWN; with the next neuron to split. `None` when that
+    /// part is empty (the subdomain is closed).
     #[allow(clippy::type_complexity)]
     pub fn bound_splits(
         &self,
         graph: &Graph,
-        lo: &[f64],
-        hi: &[f64],
+        region: &Region,
         open: &[usize],
         splits: &[NeuronSplit],
+        prior: Option<&[Option<Interval>]>,
+        beta_iterations: usize,
     ) -> Result<Option<(Vec<usize>, f64, Option<(NodeId, usize)>)>> {
         let (rows, c) = self.open_rows(open);
         if rows.is_empty() {
             return Ok(Some((open.to_vec(), f64::NEG_INFINITY, None)));
         }
-        let region = Region::from_box(lo.to_vec(), hi.to_vec())?;
-        let Some((b, table)) = crown_with_splits(graph, &region, output_node(graph), &c, rows.len(), splits)? else {
+        let out = output_node(graph);
+        let Some((mut b, mut table)) = crown_with_splits(graph, region, out, &c, rows.len(), splits, prior)? else {
             return Ok(None);
         };
-        let (mut still, score, _) = self.close(open, &rows, &b);
-        let next = if still.is_empty() { None } else { table.widest_unstable_relu_input(splits) };
+        let (mut still, mut score, _) = self.close(open, &rows, &b);
+        let mut lower_matrices = None;
+        if !still.is_empty() && beta_iterations > 0 {
+            let (rows2, c2) = self.open_rows(&still);
+            let at: Vec<usize> = rows2.iter().map(|r| rows.iter().position(|x| x == r).expect("a subset")).collect();
+            let start: Vec<f64> = at.iter().map(|&k| b.lower[k]).collect();
+            let (best, la) = table.beta_lower(out, &c2, rows2.len(), splits, beta_iterations, &start)?;
+            for (&k, v) in at.iter().zip(best) {
+                b.lower[k] = b.lower[k].max(v);
+            }
+            (still, score, _) = self.close(open, &rows, &b);
+            lower_matrices = Some((la, rows2.len()));
+        }
+        let next = match (&lower_matrices, still.is_empty()) {
+            (_, true) => None,
+            (Some((la, n)), false) => table.babsr_relu_input(la, *n, splits),
+            (None, false) => table.widest_unstable_relu_input(splits),
+        };
         if next.is_none() && !still.is_empty() {
             // Every ReLU is fixed, yet bound propagation ignores the split constraints on the
             // input: the LP takes them as constraints and is exact here; only its rigorous
             // (Neumaier-Shcherbina) bound counts.
-            still.retain(|&k| !self.lp_closes(graph, &region, &table, k, splits));
+            still.retain(|&k| !self.lp_closes(graph, region, &table, k, splits));
         }
         Ok(Some((still, score, next)))
     }
@@ -387,11 +425,11 @@ pub fn verify(graph: &Graph, prop: &Property, opts: &Options) -> Result<Outcome>
         }
         let case = &prop.cases[i];
         let rows = CaseRows { goal: Goal::from_spec(&case.output, prop.n_outputs) };
-        match rows.bound_with(graph, &case.lo, &case.hi, &open, Method::AlphaCrown) {
-            Ok((still, _, _)) => {
+        match rows.bound_alpha(graph, &case.lo, &case.hi, &open) {
+            Ok((still, root)) => {
                 stats.domains += 1;
                 if !still.is_empty() {
-                    still_open.push((i, still));
+                    still_open.push((i, still, root));
                 }
             }
             Err(e) => return done(Verdict::Unknown, None, format!("bound propagation failed: {e}"), stats),
@@ -405,10 +443,10 @@ pub fn verify(graph: &Graph, prop: &Property, opts: &Options) -> Result<Outcome>
     let now = Instant::now();
     let bab_deadline = now + opts.deadline.saturating_duration_since(now) * 3 / 4;
     let mut open_cases = Vec::new();
-    for (i, open) in still_open {
+    for (i, open, root) in still_open {
         let case = &prop.cases[i];
         let rows = CaseRows { goal: Goal::from_spec(&case.output, prop.n_outputs) };
-        match bab::relu_split(graph, &rows, case, open.clone(), opts, bab_deadline, &mut stats)? {
+        match bab::relu_split(graph, &rows, case, open.clone(), &root, opts, bab_deadline, &mut stats)? {
             bab::CaseResult::Unsat => {}
             // Timeout, or a subdomain it cannot close: the attack may still find a witness.
             _ => open_cases.push((i, open)),
