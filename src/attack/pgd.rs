@@ -365,6 +365,30 @@ pub fn pgd(graph: &Graph, region: &Region, output: NodeId, goal: &Goal, opts: &P
     Ok(found)
 }
 
+/// One PGD descent from `x0` (towards whichever disjunct is closest at each step): a checked
+/// counterexample, or None. Used to polish candidates from bound propagation.
+pub fn pgd_from(
+    graph: &Graph,
+    region: &Region,
+    output: NodeId,
+    goal: &Goal,
+    x0: Vec<f64>,
+    opts: &PgdOptions,
+) -> Result<Option<Found>> {
+    let mut found: Option<Found> = None;
+    let mut visit = |x: &[f32], loss: f64| -> Result<bool> {
+        if loss <= 0.0 {
+            if let Some(y) = check_point(graph, output, goal, x)? {
+                found = Some(Found { x: x.to_vec(), y });
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    };
+    descend(graph, region, output, goal, None, x0, opts, &mut visit)?;
+    Ok(found)
+}
+
 /// Minimises c·y (c: one row over the `output` node) over the region by PGD with restarts:
 /// the best input found (f32, inside the region) and the f64 value of c·y there.
 pub fn minimize(

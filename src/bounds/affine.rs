@@ -16,6 +16,27 @@ pub struct Sparse {
     pub dense: Option<Vec<f64>>,
 }
 
+/// Up to this many rows, products with a dense matrix are plain loops (a GEMM would spend as
+/// long packing the matrix as multiplying).
+const FEW_ROWS: usize = 24;
+
+/// a · b with eight partial sums (vectorises; any order is within the same gamma_n bound).
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for k in 0..8 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    let mut s = acc.iter().sum::<f64>();
+    for (x, y) in ra.iter().zip(rb) {
+        s += x * y;
+    }
+    s
+}
+
 impl Sparse {
     /// A dense matrix (rows x cols, row-major).
     pub fn dense(rows: usize, cols: usize, w: Vec<f64>) -> Sparse {
@@ -107,6 +128,16 @@ impl Sparse {
     pub fn apply_rows_add(&self, x: &[f64], rows: usize, y: &mut [f64]) {
         let (n_out, n_in) = (self.rows, self.cols);
         if let Some(w) = &self.dense {
+            if rows <= FEW_ROWS {
+                // Few rows: packing W for a GEMM would cost as much as the product.
+                for r in 0..rows {
+                    let xr = &x[r * n_in..(r + 1) * n_in];
+                    for (j, yj) in y[r * n_out..(r + 1) * n_out].iter_mut().enumerate() {
+                        *yj += dot(&w[j * n_in..(j + 1) * n_in], xr);
+                    }
+                }
+                return;
+            }
             // Y += X W^T: W^T read through strides.
             crate::ir::tensor::gemm(rows, n_in, n_out, 1.0, x, (n_in, 1), w, (1, n_in), 1.0, y);
             return;
@@ -142,6 +173,23 @@ impl Sparse {
     pub fn transpose_apply_add(&self, a: &[f64], rows: usize, out: &mut [f64], sign: Option<bool>) {
         let (n_out, n_in) = (self.rows, self.cols);
         if let Some(w) = &self.dense {
+            if rows <= FEW_ROWS {
+                // Few rows (and zeros where neurons are inactive): row combinations of W,
+                // without packing W for a GEMM.
+                for r in 0..rows {
+                    let ar = &a[r * n_out..(r + 1) * n_out];
+                    let or = &mut out[r * n_in..(r + 1) * n_in];
+                    for (j, &aj) in ar.iter().enumerate() {
+                        if aj == 0.0 || sign.is_some_and(|pos| (aj > 0.0) != pos) {
+                            continue;
+                        }
+                        for (o, &wv) in or.iter_mut().zip(&w[j * n_in..(j + 1) * n_in]) {
+                            *o += aj * wv;
+                        }
+                    }
+                }
+                return;
+            }
             // out += A_sel W: one GEMM (sign selection, rarely needed for dense maps, first).
             let selected: Vec<f64>;
             let a_used: &[f64] = match sign {

@@ -685,6 +685,19 @@ fn ibp_of_spec(b: &Interval, spec: &[f64], rows: usize) -> SpecBounds {
     }
 }
 
+/// What [`BoundTable::beta_lower`] found.
+pub struct BetaBounds {
+    /// Per row, the best lower bound.
+    pub lower: Vec<f64>,
+    /// The final pass's lower matrix reaching each node (rows x width; None where it did not
+    /// pass), for choosing the next split.
+    pub lower_matrices: Vec<Option<Vec<f64>>>,
+    /// Per row, the input point (inside the region's box) where the final pass's linear lower
+    /// bound is smallest (rows x input width; empty if the pass did not reach the input): a
+    /// candidate counterexample.
+    pub x_star: Vec<f64>,
+}
+
 /// One split's multiplier in beta-CROWN, per row: the term -beta s z_i (s = +1 for an active
 /// split, -1 for an inactive one) is added to the objective on the subdomain.
 struct BetaVar {
@@ -858,9 +871,7 @@ impl BoundTable<'_> {
     /// beta-CROWN (Wang et al. 2021) lower bounds of `spec` rows on the part of the region
     /// where `splits` hold (the table must have been built with them): the slopes and one
     /// multiplier per split and row optimised together for `iterations` steps, keeping per
-    /// row the best of `start` and every bound seen. Also returns the lower matrices of the
-    /// final pass per node (rows x width), for choosing the next split.
-    #[allow(clippy::type_complexity)]
+    /// row the best of `start` and every bound seen; with what the final pass recorded.
     pub fn beta_lower(
         &mut self,
         target: NodeId,
@@ -869,16 +880,16 @@ impl BoundTable<'_> {
         splits: &[NeuronSplit],
         iterations: usize,
         start: &[f64],
-    ) -> Result<(Vec<f64>, Vec<Option<Vec<f64>>>)> {
+    ) -> Result<BetaBounds> {
         self.ensure_relaxations_upto(target)?;
         let width = self.graph.nodes[target.0].shape.iter().product::<usize>();
         if spec.len() != rows * width || start.len() != rows {
             return Err(Error::Shape(format!("specification of {} values for {rows} rows of {width}", spec.len())));
         }
-        let mut last = Vec::new();
+        let mut last = Recording::default();
         let opts = AlphaOptions::default();
-        let best = self.alpha_chunk(target, spec, rows, iterations, opts, start, splits, Some(&mut last))?;
-        Ok((best, last))
+        let lower = self.alpha_chunk(target, spec, rows, iterations, opts, start, splits, Some(&mut last))?;
+        Ok(BetaBounds { lower, lower_matrices: last.la, x_star: last.x_star })
     }
 
     /// The unstable neuron feeding a ReLU whose triangle relaxation costs the bound the most
@@ -980,7 +991,7 @@ impl BoundTable<'_> {
         opts: AlphaOptions,
         start: &[f64],
         splits: &[NeuronSplit],
-        last: Option<&mut Vec<Option<Vec<f64>>>>,
+        last: Option<&mut Recording>,
     ) -> Result<Vec<f64>> {
         let g = self.graph;
         let n_nodes = target.0 + 1;
@@ -1116,7 +1127,7 @@ impl BoundTable<'_> {
             *bst = bst.max(*v);
         }
         if let Some(out) = last {
-            *out = rec.la;
+            *out = rec;
         }
         Ok(best)
     }

@@ -9,10 +9,11 @@
 //! set of neurons fixed active (>= 0) or inactive (<= 0), enforced through their intermediate
 //! bounds; the two children of a split cover the parent.
 
-use super::{CaseRows, Options};
+use super::{CaseRows, Options, SubdomainBound};
 use crate::attack::check_point;
 use crate::attack::gradient::value_and_grad;
-use crate::attack::pgd::to_f32_in_box;
+use crate::attack::pgd::{pgd_from, to_f32_in_box};
+use crate::attack::PgdOptions;
 use crate::bounds::{Interval, NeuronSplit};
 use crate::error::Result;
 use crate::ir::{Graph, NodeId};
@@ -217,18 +218,28 @@ pub fn relu_split(
     let bound = |open: &[usize], splits: &[NeuronSplit]| {
         rows.bound_splits(graph, &region, open, splits, prior, BETA_ITERATIONS)
     };
-    let Some((still, score, next)) = bound(&open, &[])? else {
+    let out = super::output_node(graph);
+    // A candidate from bound propagation that is a real counterexample ends the search.
+    let try_point = |x: &[f64]| -> Result<Option<Vec<f32>>> {
+        let x32 = to_f32_in_box(x, &case.lo, &case.hi);
+        Ok(check_point(graph, out, &rows.goal, &x32)?.map(|_| x32))
+    };
+    let Some(root_bound) = bound(&open, &[])? else {
         return Ok(CaseResult::Unsat);
     };
     stats.domains += 1;
-    if still.is_empty() {
+    if let Some(x) = root_bound.candidate.as_deref().map(try_point).transpose()?.flatten() {
+        return Ok(CaseResult::Sat(x));
+    }
+    if root_bound.still.is_empty() {
         return Ok(CaseResult::Unsat);
     }
-    let Some(next) = next else {
+    let Some(next) = root_bound.next else {
         return Ok(CaseResult::Unknown("no unstable ReLU to split".into()));
     };
+    let polish = PgdOptions { steps: 20, restarts: 1, seed: 0, step: 0.1, deadline: Some(deadline) };
     let mut heap = BinaryHeap::new();
-    heap.push(SplitDomain { splits: Vec::new(), open: still, score, next });
+    heap.push(SplitDomain { splits: Vec::new(), open: root_bound.still, score: root_bound.score, next });
     while !heap.is_empty() {
         if Instant::now() >= deadline {
             return Ok(CaseResult::Timeout);
@@ -255,17 +266,41 @@ pub fn relu_split(
             })
             .collect();
         stats.domains += jobs.len();
-        let results: Vec<Result<Option<(Vec<usize>, f64, Option<(NodeId, usize)>)>>> =
+        let results: Vec<Result<Option<SubdomainBound>>> =
             jobs.par_iter().map(|(splits, open)| bound(open, splits)).collect();
+        let mut fixed_open = false;
+        let mut candidates: Vec<(f64, Vec<f64>)> = Vec::new();
         for ((splits, _), r) in jobs.into_iter().zip(results) {
-            match r? {
-                None => {}
-                Some((still, _, _)) if still.is_empty() => {}
-                Some((_, _, None)) => {
-                    return Ok(CaseResult::Unknown("a subdomain with every ReLU fixed stays open".into()));
+            let Some(b) = r? else { continue };
+            if let Some(c) = b.candidate {
+                if let Some(x) = try_point(&c)? {
+                    return Ok(CaseResult::Sat(x));
                 }
-                Some((still, score, Some(next))) => heap.push(SplitDomain { splits, open: still, score, next }),
+                if !b.still.is_empty() {
+                    candidates.push((b.score, c));
+                }
             }
+            match (b.still.is_empty(), b.next) {
+                (true, _) => {}
+                (false, None) => fixed_open = true,
+                (false, Some(next)) => heap.push(SplitDomain { splits, open: b.still, score: b.score, next }),
+            }
+        }
+        // A short PGD from the candidates of the worst subdomains of this round (where a
+        // counterexample is likeliest).
+        candidates.sort_by(|a, b| a.0.total_cmp(&b.0));
+        candidates.truncate(rayon::current_num_threads().max(1));
+        let found: Vec<Result<Option<Vec<f32>>>> = candidates
+            .into_par_iter()
+            .map(|(_, c)| Ok(pgd_from(graph, &region, out, &rows.goal, c, &polish)?.map(|f| f.x)))
+            .collect();
+        for f in found {
+            if let Some(x) = f? {
+                return Ok(CaseResult::Sat(x));
+            }
+        }
+        if fixed_open {
+            return Ok(CaseResult::Unknown("a subdomain with every ReLU fixed stays open".into()));
         }
         stats.max_open = stats.max_open.max(heap.len());
     }

@@ -163,6 +163,18 @@ fn attack_case(graph: &Graph, case: &Case, n_out: usize, opts: &PgdOptions) -> R
     Ok(pgd(graph, &region, output_node(graph), &goal, opts)?.map(|f| f.x))
 }
 
+/// What bounding one ReLU-splitting subdomain found.
+pub(crate) struct SubdomainBound {
+    /// The groups still open.
+    pub still: Vec<usize>,
+    /// The worst open group's best margin (see [`CaseRows::bound`]).
+    pub score: f64,
+    /// The next neuron to split (None when every ReLU is fixed).
+    pub next: Option<(NodeId, usize)>,
+    /// An input point worth trying as a counterexample.
+    pub candidate: Option<Vec<f64>>,
+}
+
 /// Rows of the open disjuncts of a case, and which disjuncts CROWN closes on a box.
 pub(crate) struct CaseRows {
     pub goal: Goal,
@@ -229,7 +241,6 @@ impl CaseRows {
     /// `prior`, bounds computed on the whole region, as a floor), then on the groups still open
     /// `beta_iterations` steps of beta-CROWN; with the next neuron to split. `None` when that
     /// part is empty (the subdomain is closed).
-    #[allow(clippy::type_complexity)]
     pub fn bound_splits(
         &self,
         graph: &Graph,
@@ -238,10 +249,15 @@ impl CaseRows {
         splits: &[NeuronSplit],
         prior: Option<&[Option<Interval>]>,
         beta_iterations: usize,
-    ) -> Result<Option<(Vec<usize>, f64, Option<(NodeId, usize)>)>> {
+    ) -> Result<Option<SubdomainBound>> {
         let (rows, c) = self.open_rows(open);
         if rows.is_empty() {
-            return Ok(Some((open.to_vec(), f64::NEG_INFINITY, None)));
+            return Ok(Some(SubdomainBound {
+                still: open.to_vec(),
+                score: f64::NEG_INFINITY,
+                next: None,
+                candidate: None,
+            }));
         }
         let out = output_node(graph);
         let Some((mut b, mut table)) = crown_with_splits(graph, region, out, &c, rows.len(), splits, prior)? else {
@@ -249,16 +265,24 @@ impl CaseRows {
         };
         let (mut still, mut score, _) = self.close(open, &rows, &b);
         let mut lower_matrices = None;
+        let mut candidate = None;
         if !still.is_empty() && beta_iterations > 0 {
             let (rows2, c2) = self.open_rows(&still);
             let at: Vec<usize> = rows2.iter().map(|r| rows.iter().position(|x| x == r).expect("a subset")).collect();
             let start: Vec<f64> = at.iter().map(|&k| b.lower[k]).collect();
-            let (best, la) = table.beta_lower(out, &c2, rows2.len(), splits, beta_iterations, &start)?;
-            for (&k, v) in at.iter().zip(best) {
-                b.lower[k] = b.lower[k].max(v);
+            let beta = table.beta_lower(out, &c2, rows2.len(), splits, beta_iterations, &start)?;
+            for (&k, v) in at.iter().zip(&beta.lower) {
+                b.lower[k] = b.lower[k].max(*v);
             }
             (still, score, _) = self.close(open, &rows, &b);
-            lower_matrices = Some((la, rows2.len()));
+            // The input minimising the worst row's linear bound: a candidate counterexample.
+            let n_in = region.len();
+            if beta.x_star.len() == rows2.len() * n_in {
+                let margin = |r: usize| beta.lower[r] - self.goal.d[rows2[r]];
+                let worst = (0..rows2.len()).min_by(|&a, &b2| margin(a).total_cmp(&margin(b2)));
+                candidate = worst.map(|r| beta.x_star[r * n_in..(r + 1) * n_in].to_vec());
+            }
+            lower_matrices = Some((beta.lower_matrices, rows2.len()));
         }
         let next = match (&lower_matrices, still.is_empty()) {
             (_, true) => None,
@@ -271,7 +295,7 @@ impl CaseRows {
             // (Neumaier-Shcherbina) bound counts.
             still.retain(|&k| !self.lp_closes(graph, region, &table, k, splits));
         }
-        Ok(Some((still, score, next)))
+        Ok(Some(SubdomainBound { still, score, next, candidate }))
     }
 
     /// Whether the LP relaxation with the splits as constraints proves group `k` unreachable.
@@ -448,6 +472,12 @@ pub fn verify(graph: &Graph, prop: &Property, opts: &Options) -> Result<Outcome>
         let rows = CaseRows { goal: Goal::from_spec(&case.output, prop.n_outputs) };
         match bab::relu_split(graph, &rows, case, open.clone(), &root, opts, bab_deadline, &mut stats)? {
             bab::CaseResult::Unsat => {}
+            bab::CaseResult::Sat(x) => {
+                if let Some(cex) = confirm(graph, prop, &x)? {
+                    return done(Verdict::Sat, Some(cex), "counterexample found by branch and bound".into(), stats);
+                }
+                open_cases.push((i, open));
+            }
             // Timeout, or a subdomain it cannot close: the attack may still find a witness.
             _ => open_cases.push((i, open)),
         }
