@@ -463,7 +463,7 @@ fn check_beta(graph: &Graph, pre: [NodeId; 2], region: &Region, seed: u64) -> Re
         };
     };
     let crown = t.backward(out, &spec, w).map_err(|e| e.to_string())?;
-    let lower = t.beta_lower(out, &spec, w, &splits, 30, &crown.lower).map_err(|e| e.to_string())?.lower;
+    let lower = t.beta_lower(out, &spec, w, &splits, 30, &crown.lower, None).map_err(|e| e.to_string())?.lower;
     for (p, v) in &inside {
         for (k, &node) in pre.iter().enumerate() {
             let b = t.bounds[node.0].as_ref().unwrap();

@@ -871,7 +871,9 @@ impl BoundTable<'_> {
     /// beta-CROWN (Wang et al. 2021) lower bounds of `spec` rows on the part of the region
     /// where `splits` hold (the table must have been built with them): the slopes and one
     /// multiplier per split and row optimised together for `iterations` steps, keeping per
-    /// row the best of `start` and every bound seen; with what the final pass recorded.
+    /// row the best of `start` and every bound seen; with what the final pass recorded. With
+    /// `stop_above`, stops early once every row's bound exceeds its entry.
+    #[allow(clippy::too_many_arguments)]
     pub fn beta_lower(
         &mut self,
         target: NodeId,
@@ -880,6 +882,7 @@ impl BoundTable<'_> {
         splits: &[NeuronSplit],
         iterations: usize,
         start: &[f64],
+        stop_above: Option<&[f64]>,
     ) -> Result<BetaBounds> {
         self.ensure_relaxations_upto(target)?;
         let width = self.graph.nodes[target.0].shape.iter().product::<usize>();
@@ -888,7 +891,8 @@ impl BoundTable<'_> {
         }
         let mut last = Recording::default();
         let opts = AlphaOptions::default();
-        let lower = self.alpha_chunk(target, spec, rows, iterations, opts, start, splits, Some(&mut last))?;
+        let lower =
+            self.alpha_chunk(target, spec, rows, iterations, opts, start, splits, Some(&mut last), stop_above)?;
         Ok(BetaBounds { lower, lower_matrices: last.la, x_star: last.x_star })
     }
 
@@ -961,7 +965,17 @@ impl BoundTable<'_> {
             .into_par_iter()
             .map(|s| {
                 let e = (s + chunk).min(rows);
-                this.alpha_chunk(target, &spec[s * width..e * width], e - s, iterations, opts, &start[s..e], &[], None)
+                this.alpha_chunk(
+                    target,
+                    &spec[s * width..e * width],
+                    e - s,
+                    iterations,
+                    opts,
+                    &start[s..e],
+                    &[],
+                    None,
+                    None,
+                )
             })
             .collect();
         Ok(parts?.concat())
@@ -992,6 +1006,7 @@ impl BoundTable<'_> {
         start: &[f64],
         splits: &[NeuronSplit],
         last: Option<&mut Recording>,
+        stop_above: Option<&[f64]>,
     ) -> Result<Vec<f64>> {
         let g = self.graph;
         let n_nodes = target.0 + 1;
@@ -1063,7 +1078,7 @@ impl BoundTable<'_> {
             for (bst, v) in best.iter_mut().zip(&b.lower) {
                 *bst = bst.max(*v);
             }
-            if rec.x_star.is_empty() {
+            if rec.x_star.is_empty() || stop_above.is_some_and(|t| best.iter().zip(t).all(|(b, t)| b > t)) {
                 break;
             }
             // A row's bound is the relaxed network's value at its x*: its derivative in a slope

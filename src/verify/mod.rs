@@ -270,7 +270,8 @@ impl CaseRows {
             let (rows2, c2) = self.open_rows(&still);
             let at: Vec<usize> = rows2.iter().map(|r| rows.iter().position(|x| x == r).expect("a subset")).collect();
             let start: Vec<f64> = at.iter().map(|&k| b.lower[k]).collect();
-            let beta = table.beta_lower(out, &c2, rows2.len(), splits, beta_iterations, &start)?;
+            let d: Vec<f64> = rows2.iter().map(|&r| self.goal.d[r]).collect();
+            let beta = table.beta_lower(out, &c2, rows2.len(), splits, beta_iterations, &start, Some(&d))?;
             for (&k, v) in at.iter().zip(&beta.lower) {
                 b.lower[k] = b.lower[k].max(*v);
             }
