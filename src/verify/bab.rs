@@ -4,10 +4,12 @@
 //! on which every disjunct is provably unreachable are closed. Rounds of subdomains are bounded
 //! in parallel with rayon. Every subdomain's centre is also tried as a counterexample.
 //!
-//! For high-dimensional inputs, branch and bound by ReLU splitting (Bunel et al. 2020, the
-//! branching of beta-CROWN, Wang et al. 2021, without its beta multipliers): a subdomain is a
-//! set of neurons fixed active (>= 0) or inactive (<= 0), enforced through their intermediate
-//! bounds; the two children of a split cover the parent.
+//! For high-dimensional inputs, branch and bound by ReLU splitting (Bunel et al. 2020; bounds
+//! by beta-CROWN, Wang et al. 2021): a subdomain is a set of neurons fixed active (>= 0) or
+//! inactive (<= 0), enforced through their intermediate bounds and, by Lagrange multipliers,
+//! in the final bound; the two children of a split cover the parent. The neuron to split is
+//! chosen by BaBSR's intercept score; every subdomain's bound minimiser is a candidate
+//! counterexample.
 
 use super::{CaseRows, Options, SubdomainBound};
 use crate::attack::check_point;

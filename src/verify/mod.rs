@@ -1,15 +1,16 @@
 //! Complete verification of VNN-LIB properties ([`crate::spec::vnnlib`]): falsification by PGD,
-//! then CROWN on each whole input box, then branch and bound by input splitting (for
-//! low-dimensional inputs such as ACAS Xu's five) until every subdomain is closed or the time
-//! runs out.
+//! then CROWN on each whole input box, then branch and bound: by input splitting for
+//! low-dimensional inputs such as ACAS Xu's five; otherwise alpha-CROWN on the box and branch
+//! and bound by ReLU splitting with beta-CROWN bounds (Wang et al. 2021), then a longer attack,
+//! until every subdomain is closed or the time runs out.
 //!
 //! Answers follow VNN-COMP: `sat` (a counterexample exists: we hold one, checked with our own
 //! f32 *and* f64 forward passes, inside the box, satisfying the violation constraint), `unsat`
 //! (no counterexample: every disjunct is proved unreachable on every subdomain by sound bounds,
 //! computed in f64 with outward rounding, so the guarantee covers the real-valued network),
 //! `timeout` (the time ran out first) or `unknown` (we gave up earlier: bounds cannot pass an
-//! operator, the input is too high-dimensional to split and CROWN alone does not prove it, or a
-//! subdomain shrank to floating-point width). Never a guess.
+//! operator, a subdomain with every ReLU fixed stays open, or a subdomain shrank to
+//! floating-point width). Never a guess.
 
 mod bab;
 
