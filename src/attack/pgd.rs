@@ -348,16 +348,7 @@ pub fn pgd(graph: &Graph, region: &Region, output: NodeId, goal: &Goal, opts: &P
         let cycle = if goal.groups.len() > 1 { goal.groups.len() + 1 } else { 1 };
         let group = (goal.groups.len() > 1 && k % cycle < goal.groups.len()).then_some(k % cycle);
         let x0 = start(region, k / cycle, &mut rng);
-        let mut visit = |x: &[f32], loss: f64| -> Result<bool> {
-            if loss <= 0.0 {
-                if let Some(y) = check_point(graph, output, goal, x)? {
-                    found = Some(Found { x: x.to_vec(), y });
-                    return Ok(true);
-                }
-            }
-            Ok(false)
-        };
-        descend(graph, region, output, goal, group, x0, opts, &mut visit)?;
+        found = descend_to_witness(graph, region, output, goal, group, x0, opts)?;
         if found.is_some() {
             break;
         }
@@ -365,13 +356,13 @@ pub fn pgd(graph: &Graph, region: &Region, output: NodeId, goal: &Goal, opts: &P
     Ok(found)
 }
 
-/// One PGD descent from `x0` (towards whichever disjunct is closest at each step): a checked
-/// counterexample, or None. Used to polish candidates from bound propagation.
-pub fn pgd_from(
+/// One descent from `x0` that stops at the first iterate confirmed by [`check_point`].
+fn descend_to_witness(
     graph: &Graph,
     region: &Region,
     output: NodeId,
     goal: &Goal,
+    group: Option<usize>,
     x0: Vec<f64>,
     opts: &PgdOptions,
 ) -> Result<Option<Found>> {
@@ -385,8 +376,21 @@ pub fn pgd_from(
         }
         Ok(false)
     };
-    descend(graph, region, output, goal, None, x0, opts, &mut visit)?;
+    descend(graph, region, output, goal, group, x0, opts, &mut visit)?;
     Ok(found)
+}
+
+/// One PGD descent from `x0` (towards whichever disjunct is closest at each step): a checked
+/// counterexample, or None. Used to polish candidates from bound propagation.
+pub fn pgd_from(
+    graph: &Graph,
+    region: &Region,
+    output: NodeId,
+    goal: &Goal,
+    x0: Vec<f64>,
+    opts: &PgdOptions,
+) -> Result<Option<Found>> {
+    descend_to_witness(graph, region, output, goal, None, x0, opts)
 }
 
 /// Minimises c·y (c: one row over the `output` node) over the region by PGD with restarts:

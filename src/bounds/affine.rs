@@ -168,26 +168,19 @@ impl Sparse {
     }
 
     /// out[r, :] += a[r, :] S for each of `rows` row vectors a (row-major, `self.rows` wide),
-    /// with coefficient `scale_pos` for positive entries of a and `scale_neg` for negative ones
-    /// selected by `mask`: Some(true) keeps only positive entries, Some(false) only negative.
+    /// over the entries of a selected by `sign`: Some(true) only positive ones, Some(false)
+    /// only negative ones, None all.
     pub fn transpose_apply_add(&self, a: &[f64], rows: usize, out: &mut [f64], sign: Option<bool>) {
         let (n_out, n_in) = (self.rows, self.cols);
         if let Some(w) = &self.dense {
             if rows <= FEW_ROWS {
                 // Few rows (and zeros where neurons are inactive): row combinations of W,
                 // without packing W for a GEMM.
-                for r in 0..rows {
-                    let ar = &a[r * n_out..(r + 1) * n_out];
-                    let or = &mut out[r * n_in..(r + 1) * n_in];
-                    for (j, &aj) in ar.iter().enumerate() {
-                        if aj == 0.0 || sign.is_some_and(|pos| (aj > 0.0) != pos) {
-                            continue;
-                        }
-                        for (o, &wv) in or.iter_mut().zip(&w[j * n_in..(j + 1) * n_in]) {
-                            *o += aj * wv;
-                        }
+                self.combine_rows(a, rows, out, sign, |j, aj, or| {
+                    for (o, &wv) in or.iter_mut().zip(&w[j * n_in..(j + 1) * n_in]) {
+                        *o += aj * wv;
                     }
-                }
+                });
                 return;
             }
             // out += A_sel W: one GEMM (sign selection, rarely needed for dense maps, first).
@@ -202,6 +195,24 @@ impl Sparse {
             crate::ir::tensor::gemm(rows, n_out, n_in, 1.0, a_used, (n_out, 1), w, (n_in, 1), 1.0, out);
             return;
         }
+        self.combine_rows(a, rows, out, sign, |j, aj, or| {
+            let (c, v) = self.row(j);
+            for (&ci, &vi) in c.iter().zip(v) {
+                or[ci] += aj * vi;
+            }
+        });
+    }
+
+    /// For each row r and each selected nonzero a[r, j], `add(j, a[r, j], out[r, :])`.
+    fn combine_rows(
+        &self,
+        a: &[f64],
+        rows: usize,
+        out: &mut [f64],
+        sign: Option<bool>,
+        mut add: impl FnMut(usize, f64, &mut [f64]),
+    ) {
+        let (n_out, n_in) = (self.rows, self.cols);
         for r in 0..rows {
             let ar = &a[r * n_out..(r + 1) * n_out];
             let or = &mut out[r * n_in..(r + 1) * n_in];
@@ -209,10 +220,7 @@ impl Sparse {
                 if aj == 0.0 || sign.is_some_and(|pos| (aj > 0.0) != pos) {
                     continue;
                 }
-                let (c, v) = self.row(j);
-                for (&ci, &vi) in c.iter().zip(v) {
-                    or[ci] += aj * vi;
-                }
+                add(j, aj, or);
             }
         }
     }
