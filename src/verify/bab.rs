@@ -67,6 +67,29 @@ macro_rules! worst_first {
     };
 }
 
+/// The next round of subdomains (worst first), or how the search ends: the deadline passed,
+/// or too many subdomains are open.
+fn next_round<T: Ord>(
+    heap: &mut BinaryHeap<T>,
+    opts: &Options,
+    deadline: Instant,
+) -> std::result::Result<Vec<T>, CaseResult> {
+    if Instant::now() >= deadline {
+        return Err(CaseResult::Timeout);
+    }
+    if heap.len() > opts.max_domains {
+        return Err(CaseResult::Unknown(format!("more than {} open subdomains", opts.max_domains)));
+    }
+    let mut batch = Vec::with_capacity(opts.batch);
+    while batch.len() < opts.batch.max(1) {
+        match heap.pop() {
+            Some(d) => batch.push(d),
+            None => break,
+        }
+    }
+    Ok(batch)
+}
+
 struct Domain {
     lo: Vec<f64>,
     hi: Vec<f64>,
@@ -145,19 +168,10 @@ pub fn input_split(
     heap.push(Domain { lo: case.lo.clone(), hi: case.hi.clone(), open, score: f64::NEG_INFINITY, split });
     let mut tiny = false;
     while !heap.is_empty() {
-        if Instant::now() >= opts.deadline {
-            return Ok(CaseResult::Timeout);
-        }
-        if heap.len() > opts.max_domains {
-            return Ok(CaseResult::Unknown(format!("more than {} open subdomains", opts.max_domains)));
-        }
-        let mut batch = Vec::with_capacity(opts.batch);
-        while batch.len() < opts.batch.max(1) {
-            match heap.pop() {
-                Some(d) => batch.push(d),
-                None => break,
-            }
-        }
+        let batch = match next_round(&mut heap, opts, opts.deadline) {
+            Ok(b) => b,
+            Err(end) => return Ok(end),
+        };
         let jobs: Vec<(Vec<f64>, Vec<f64>, Vec<usize>)> = batch
             .into_iter()
             .flat_map(|d| {
@@ -243,19 +257,10 @@ pub fn relu_split(
     let mut heap = BinaryHeap::new();
     heap.push(SplitDomain { splits: Vec::new(), open: root_bound.still, score: root_bound.score, next });
     while !heap.is_empty() {
-        if Instant::now() >= deadline {
-            return Ok(CaseResult::Timeout);
-        }
-        if heap.len() > opts.max_domains {
-            return Ok(CaseResult::Unknown(format!("more than {} open subdomains", opts.max_domains)));
-        }
-        let mut batch = Vec::with_capacity(opts.batch);
-        while batch.len() < opts.batch.max(1) {
-            match heap.pop() {
-                Some(d) => batch.push(d),
-                None => break,
-            }
-        }
+        let batch = match next_round(&mut heap, opts, deadline) {
+            Ok(b) => b,
+            Err(end) => return Ok(end),
+        };
         let jobs: Vec<(Vec<NeuronSplit>, Vec<usize>)> = batch
             .into_iter()
             .flat_map(|d| {
