@@ -8,6 +8,6 @@ pub mod propagate;
 pub mod radius;
 
 pub use propagate::{
-    alpha_crown_with_table, bound_spec, crown_with_splits, BetaBounds, BoundTable, Interval, Method, NeuronSplit,
-    SpecBounds,
+    alpha_crown_with_table, bound_spec, crown_lower_with_minimizers, crown_with_splits, BetaBounds, BoundTable,
+    Interval, Method, NeuronSplit, SpecBounds,
 };

@@ -445,8 +445,9 @@ impl<'g> BoundTable<'g> {
             let affine = matches!(rel, Relaxation::Affine(_));
             // alpha x <= f(x) for alpha in the op's range (set up by the caller), offset 0.
             let slopes = alpha.and_then(|a| a.get(id)).and_then(|s| s.as_ref());
-            if let Some(rec) = record.as_deref_mut() {
-                rec.la[id] = Some(la.clone());
+            // A recording without slots for the matrices keeps only the minimisers.
+            if let Some(slot) = record.as_deref_mut().and_then(|rec| rec.la.get_mut(id)) {
+                *slot = Some(la.clone());
             }
             for r in 0..rows {
                 let lr = &la[r * width..(r + 1) * width];
@@ -618,6 +619,29 @@ pub fn crown_with_splits<'g>(
     };
     let b = crown_within_ibp(&mut t, output, spec, rows)?;
     Ok(Some((b, t)))
+}
+
+/// CROWN lower bounds on `spec` rows over the region (intersected with IBP's), with per row
+/// the input point where the row's linear lower bound is smallest (rows x input width): a
+/// candidate counterexample.
+pub fn crown_lower_with_minimizers(
+    graph: &Graph,
+    region: &Region,
+    output: NodeId,
+    spec: &[f64],
+    rows: usize,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let mut t = BoundTable::new(graph, region, Method::Crown, output)?;
+    t.ensure_relaxations_upto(output)?;
+    let width = graph.nodes[output.0].shape.iter().product::<usize>();
+    if spec.len() != rows * width {
+        return Err(Error::Shape(format!("specification of {} values for {rows} rows of {width}", spec.len())));
+    }
+    let mut rec = Recording::default();
+    let crown = t.backward_general(output, spec, rows, None, &[], Some(&mut rec))?;
+    let ibp = ibp_of_spec(t.bounds[output.0].as_ref().expect("computed"), spec, rows);
+    let lower = crown.lower.iter().zip(&ibp.lower).map(|(a, b)| a.max(*b)).collect();
+    Ok((lower, rec.x_star))
 }
 
 /// CROWN bounds on `spec` intersected with IBP's (IBP can still win for some rows; both are

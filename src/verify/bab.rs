@@ -2,7 +2,8 @@
 //! open subdomain with the worst bound is split in two along the input dimension with the
 //! largest width x |gradient| product at its centre, each half is bounded by CROWN, and halves
 //! on which every disjunct is provably unreachable are closed. Rounds of subdomains are bounded
-//! in parallel with rayon. Every subdomain's centre is also tried as a counterexample.
+//! in parallel with rayon. Every subdomain's centre, and the point minimising its worst open
+//! row's CROWN bound, are also tried as counterexamples.
 //!
 //! For high-dimensional inputs, branch and bound by ReLU splitting (Bunel et al. 2020; bounds
 //! by beta-CROWN, Wang et al. 2021): a subdomain is a set of neurons fixed active (>= 0) or
@@ -142,9 +143,15 @@ fn process(graph: &Graph, rows: &CaseRows, lo: Vec<f64>, hi: Vec<f64>, open: &[u
     if check_point(graph, out, &rows.goal, &x)?.is_some() {
         return Ok(Child::Witness(x));
     }
-    let (still, score, _whole) = rows.bound(graph, &lo, &hi, open)?;
+    let (still, score, candidate) = rows.bound_with_candidate(graph, &lo, &hi, open)?;
     if still.is_empty() {
         return Ok(Child::Closed);
+    }
+    if let Some(c) = candidate {
+        let x = to_f32_in_box(&c, &lo, &hi);
+        if check_point(graph, out, &rows.goal, &x)?.is_some() {
+            return Ok(Child::Witness(x));
+        }
     }
     if lo.iter().zip(&hi).all(|(l, h)| h - l <= 1e-9 * (1.0 + l.abs().max(h.abs()))) {
         return Ok(Child::Tiny);

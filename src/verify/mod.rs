@@ -15,7 +15,9 @@
 mod bab;
 
 use crate::attack::{check_point, pgd, Goal, PgdOptions};
-use crate::bounds::{alpha_crown_with_table, bound_spec, crown_with_splits, Interval, Method, NeuronSplit};
+use crate::bounds::{
+    alpha_crown_with_table, bound_spec, crown_lower_with_minimizers, crown_with_splits, Interval, Method, NeuronSplit,
+};
 use crate::error::{Error, Result};
 use crate::ir::{Graph, NodeId};
 use crate::spec::vnnlib::{Case, Property};
@@ -225,6 +227,34 @@ impl CaseRows {
         let (b, table) = alpha_crown_with_table(graph, &region, output_node(graph), &c, rows.len())?;
         let (still, _, _) = self.close(open, &rows, &b);
         Ok((still, table.bounds))
+    }
+
+    /// As [`CaseRows::bound`] (lower bounds only), with the input point minimising the worst
+    /// open row's linear bound as a candidate counterexample.
+    pub fn bound_with_candidate(
+        &self,
+        graph: &Graph,
+        lo: &[f64],
+        hi: &[f64],
+        open: &[usize],
+    ) -> Result<(Vec<usize>, f64, Option<Vec<f64>>)> {
+        let (rows, c) = self.open_rows(open);
+        if rows.is_empty() {
+            return Ok((open.to_vec(), f64::NEG_INFINITY, None));
+        }
+        let region = Region::from_box(lo.to_vec(), hi.to_vec())?;
+        let (lower, x_star) = crown_lower_with_minimizers(graph, &region, output_node(graph), &c, rows.len())?;
+        let b = crate::bounds::SpecBounds { lower, upper: vec![f64::INFINITY; rows.len()] };
+        let (still, score, _) = self.close(open, &rows, &b);
+        let n_in = lo.len();
+        let candidate = (!still.is_empty() && x_star.len() == rows.len() * n_in)
+            .then(|| {
+                let margin = |k: usize| b.lower[k] - self.goal.d[rows[k]];
+                (0..rows.len()).min_by(|&a, &k| margin(a).total_cmp(&margin(k)))
+            })
+            .flatten()
+            .map(|k| x_star[k * n_in..(k + 1) * n_in].to_vec());
+        Ok((still, score, candidate))
     }
 
     /// The rows of the `open` groups as one specification matrix.
