@@ -246,15 +246,19 @@ impl CaseRows {
         let (lower, x_star) = crown_lower_with_minimizers(graph, &region, output_node(graph), &c, rows.len())?;
         let b = crate::bounds::SpecBounds { lower, upper: vec![f64::INFINITY; rows.len()] };
         let (still, score, _) = self.close(open, &rows, &b);
-        let n_in = lo.len();
-        let candidate = (!still.is_empty() && x_star.len() == rows.len() * n_in)
-            .then(|| {
-                let margin = |k: usize| b.lower[k] - self.goal.d[rows[k]];
-                (0..rows.len()).min_by(|&a, &k| margin(a).total_cmp(&margin(k)))
-            })
-            .flatten()
-            .map(|k| x_star[k * n_in..(k + 1) * n_in].to_vec());
+        let candidate = if still.is_empty() { None } else { self.worst_row_point(&rows, &b.lower, &x_star, lo.len()) };
         Ok((still, score, candidate))
+    }
+
+    /// The input point (of `x_star`, one per row, `n_in` wide) of the row with the smallest
+    /// margin lower - d: where a counterexample is likeliest.
+    fn worst_row_point(&self, rows: &[usize], lower: &[f64], x_star: &[f64], n_in: usize) -> Option<Vec<f64>> {
+        if x_star.len() != rows.len() * n_in {
+            return None;
+        }
+        let margin = |k: usize| lower[k] - self.goal.d[rows[k]];
+        let k = (0..rows.len()).min_by(|&a, &b| margin(a).total_cmp(&margin(b)))?;
+        Some(x_star[k * n_in..(k + 1) * n_in].to_vec())
     }
 
     /// The rows of the `open` groups as one specification matrix.
@@ -308,12 +312,7 @@ impl CaseRows {
             }
             (still, score, _) = self.close(open, &rows, &b);
             // The input minimising the worst row's linear bound: a candidate counterexample.
-            let n_in = region.len();
-            if beta.x_star.len() == rows2.len() * n_in {
-                let margin = |r: usize| beta.lower[r] - self.goal.d[rows2[r]];
-                let worst = (0..rows2.len()).min_by(|&a, &b2| margin(a).total_cmp(&margin(b2)));
-                candidate = worst.map(|r| beta.x_star[r * n_in..(r + 1) * n_in].to_vec());
-            }
+            candidate = self.worst_row_point(&rows2, &beta.lower, &beta.x_star, region.len());
             lower_matrices = Some((beta.lower_matrices, rows2.len()));
         }
         let next = match (&lower_matrices, still.is_empty()) {
