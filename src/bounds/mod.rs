@@ -9,5 +9,5 @@ pub mod radius;
 
 pub use propagate::{
     alpha_crown_with_table, bound_spec, crown_lower_with_minimizers, crown_with_splits, BetaBounds, BoundTable,
-    Interval, Method, NeuronSplit, SpecBounds,
+    Interval, LinearLower, Method, NeuronSplit, SpecBounds,
 };

@@ -434,6 +434,7 @@ impl<'g> BoundTable<'g> {
                     }
                     if let Some(rec) = record.as_deref_mut() {
                         rec.x_star.extend(self.region.minimizer(lr, blo, bhi));
+                        rec.input_la.extend_from_slice(lr);
                     }
                 }
                 result = Some(SpecBounds { lower, upper });
@@ -621,16 +622,28 @@ pub fn crown_with_splits<'g>(
     Ok(Some((b, t)))
 }
 
-/// CROWN lower bounds on `spec` rows over the region (intersected with IBP's), with per row
-/// the input point where the row's linear lower bound is smallest (rows x input width): a
-/// candidate counterexample.
+/// CROWN lower bounds on the rows of a specification, with what the linear bounds say about
+/// the input.
+pub struct LinearLower {
+    /// Per row, the lower bound (CROWN intersected with IBP).
+    pub lower: Vec<f64>,
+    /// Per row, the input point where the row's linear lower bound is smallest (rows x input
+    /// width): a candidate counterexample.
+    pub x_star: Vec<f64>,
+    /// Per row, the linear lower bound's coefficients on the input (rows x input width): how
+    /// much each input's width costs the bound.
+    pub input_coef: Vec<f64>,
+}
+
+/// CROWN lower bounds on `spec` rows over the region, with their minimisers and input
+/// coefficients (see [`LinearLower`]).
 pub fn crown_lower_with_minimizers(
     graph: &Graph,
     region: &Region,
     output: NodeId,
     spec: &[f64],
     rows: usize,
-) -> Result<(Vec<f64>, Vec<f64>)> {
+) -> Result<LinearLower> {
     let mut t = BoundTable::new(graph, region, Method::Crown, output)?;
     t.ensure_relaxations_upto(output)?;
     let width = graph.nodes[output.0].shape.iter().product::<usize>();
@@ -641,7 +654,7 @@ pub fn crown_lower_with_minimizers(
     let crown = t.backward_general(output, spec, rows, None, &[], Some(&mut rec))?;
     let ibp = ibp_of_spec(t.bounds[output.0].as_ref().expect("computed"), spec, rows);
     let lower = crown.lower.iter().zip(&ibp.lower).map(|(a, b)| a.max(*b)).collect();
-    Ok((lower, rec.x_star))
+    Ok(LinearLower { lower, x_star: rec.x_star, input_coef: rec.input_la })
 }
 
 /// CROWN bounds on `spec` intersected with IBP's (IBP can still win for some rows; both are
@@ -732,11 +745,13 @@ struct BetaVar {
 }
 
 /// What one recorded backward pass kept: the lower matrix reaching every node (rows x width)
-/// and, per row, the input point attaining the lower bound (rows x input width).
+/// and, per row, the input point attaining the lower bound and the lower bound's coefficients
+/// on the input (each rows x input width).
 #[derive(Default)]
 struct Recording {
     la: Vec<Option<Vec<f64>>>,
     x_star: Vec<f64>,
+    input_la: Vec<f64>,
 }
 
 /// Optimisation settings of alpha-CROWN (Xu et al. 2021): projected Adam on the lower slopes
@@ -1097,7 +1112,7 @@ impl BoundTable<'_> {
         let mut m2 = m1.clone();
         let mut lr = opts.learning_rate;
         for it in 0..iterations {
-            let mut rec = Recording { la: vec![None; n_nodes], x_star: Vec::new() };
+            let mut rec = Recording { la: vec![None; n_nodes], ..Recording::default() };
             let b = self.backward_general(target, spec, rows, Some(&alpha), &betas, Some(&mut rec))?;
             for (bst, v) in best.iter_mut().zip(&b.lower) {
                 *bst = bst.max(*v);
@@ -1160,7 +1175,7 @@ impl BoundTable<'_> {
             }
             lr *= opts.lr_decay;
         }
-        let mut rec = Recording { la: vec![None; n_nodes], x_star: Vec::new() };
+        let mut rec = Recording { la: vec![None; n_nodes], ..Recording::default() };
         let b = self.backward_general(target, spec, rows, Some(&alpha), &betas, last.is_some().then_some(&mut rec))?;
         for (bst, v) in best.iter_mut().zip(&b.lower) {
             *bst = bst.max(*v);

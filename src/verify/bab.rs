@@ -17,7 +17,7 @@ use crate::attack::check_point;
 use crate::attack::gradient::value_and_grad;
 use crate::attack::pgd::{pgd_from, to_f32_in_box};
 use crate::attack::PgdOptions;
-use crate::bounds::{Interval, NeuronSplit};
+use crate::bounds::{Interval, Method, NeuronSplit};
 use crate::error::Result;
 use crate::ir::{Graph, NodeId};
 use crate::spec::vnnlib::Case;
@@ -129,6 +129,18 @@ fn choose_split(graph: &Graph, rows: &CaseRows, lo: &[f64], hi: &[f64], open: &[
     }
 }
 
+/// How near to closing the worse half of [lo, hi] split at the middle of dimension `i` is (the
+/// smaller of the two halves' CROWN margins; see [`CaseRows::bound_with`]).
+fn worse_half(graph: &Graph, rows: &CaseRows, lo: &[f64], hi: &[f64], open: &[usize], i: usize) -> Result<f64> {
+    let mid = lo[i] + (hi[i] - lo[i]) / 2.0;
+    let (mut hi1, mut lo2) = (hi.to_vec(), lo.to_vec());
+    hi1[i] = mid;
+    lo2[i] = mid;
+    let a = rows.bound_with(graph, lo, &hi1, open, Method::Crown)?.1;
+    let b = rows.bound_with(graph, &lo2, hi, open, Method::Crown)?.1;
+    Ok(a.min(b))
+}
+
 enum Child {
     Closed,
     Open(Domain),
@@ -143,7 +155,7 @@ fn process(graph: &Graph, rows: &CaseRows, lo: Vec<f64>, hi: Vec<f64>, open: &[u
     if check_point(graph, out, &rows.goal, &x)?.is_some() {
         return Ok(Child::Witness(x));
     }
-    let (still, score, candidate) = rows.bound_with_candidate(graph, &lo, &hi, open)?;
+    let super::InputBound { still, score, candidate, width_cost } = rows.bound_with_candidate(graph, &lo, &hi, open)?;
     if still.is_empty() {
         return Ok(Child::Closed);
     }
@@ -156,7 +168,24 @@ fn process(graph: &Graph, rows: &CaseRows, lo: Vec<f64>, hi: Vec<f64>, open: &[u
     if lo.iter().zip(&hi).all(|(l, h)| h - l <= 1e-9 * (1.0 + l.abs().max(h.abs()))) {
         return Ok(Child::Tiny);
     }
-    let split = choose_split(graph, rows, &lo, &hi, &still);
+    // Two candidate dimensions: the one whose width costs the open groups' bounds most, and the
+    // one along which the output moves most (gradient at the centre). When they differ, each
+    // is tried and the one whose worse half comes nearer to closing wins.
+    let by_cost = width_cost.and_then(|c| {
+        let i = (0..c.len()).max_by(|&a, &b| c[a].total_cmp(&c[b]))?;
+        (c[i] > 0.0).then_some(i)
+    });
+    let by_grad = choose_split(graph, rows, &lo, &hi, &still);
+    let split = match by_cost {
+        Some(c) if c != by_grad => {
+            if worse_half(graph, rows, &lo, &hi, &still, c)? > worse_half(graph, rows, &lo, &hi, &still, by_grad)? {
+                c
+            } else {
+                by_grad
+            }
+        }
+        _ => by_grad,
+    };
     Ok(Child::Open(Domain { lo, hi, open: still, score, split }))
 }
 

@@ -26,6 +26,18 @@ use std::time::{Duration, Instant};
 
 pub use bab::{BabStats, CaseResult};
 
+/// What CROWN says about one input-splitting subdomain.
+pub struct InputBound {
+    /// The groups still open.
+    pub still: Vec<usize>,
+    /// The smallest margin (lower bound minus threshold) over the rows of open groups.
+    pub score: f64,
+    /// A candidate counterexample: the worst row's minimiser.
+    pub candidate: Option<Vec<f64>>,
+    /// Per input dimension, what its width costs the open groups' bounds.
+    pub width_cost: Option<Vec<f64>>,
+}
+
 /// The answer to a VNN-LIB query.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -230,24 +242,53 @@ impl CaseRows {
     }
 
     /// As [`CaseRows::bound`] (lower bounds only), with the input point minimising the worst
-    /// open row's linear bound as a candidate counterexample.
-    pub fn bound_with_candidate(
-        &self,
-        graph: &Graph,
-        lo: &[f64],
-        hi: &[f64],
-        open: &[usize],
-    ) -> Result<(Vec<usize>, f64, Option<Vec<f64>>)> {
+    /// open row's linear bound as a candidate counterexample, and per input dimension how much
+    /// its width costs the bounds of the groups still open (see [`CaseRows::width_costs`]).
+    pub fn bound_with_candidate(&self, graph: &Graph, lo: &[f64], hi: &[f64], open: &[usize]) -> Result<InputBound> {
         let (rows, c) = self.open_rows(open);
         if rows.is_empty() {
-            return Ok((open.to_vec(), f64::NEG_INFINITY, None));
+            let none = InputBound { still: open.to_vec(), score: f64::NEG_INFINITY, candidate: None, width_cost: None };
+            return Ok(none);
         }
         let region = Region::from_box(lo.to_vec(), hi.to_vec())?;
-        let (lower, x_star) = crown_lower_with_minimizers(graph, &region, output_node(graph), &c, rows.len())?;
-        let b = crate::bounds::SpecBounds { lower, upper: vec![f64::INFINITY; rows.len()] };
+        let lin = crown_lower_with_minimizers(graph, &region, output_node(graph), &c, rows.len())?;
+        let b = crate::bounds::SpecBounds { lower: lin.lower, upper: vec![f64::INFINITY; rows.len()] };
         let (still, score, _) = self.close(open, &rows, &b);
-        let candidate = if still.is_empty() { None } else { self.worst_row_point(&rows, &b.lower, &x_star, lo.len()) };
-        Ok((still, score, candidate))
+        if still.is_empty() {
+            return Ok(InputBound { still, score, candidate: None, width_cost: None });
+        }
+        let candidate = self.worst_row_point(&rows, &b.lower, &lin.x_star, lo.len());
+        let width_cost = self.width_costs(&rows, &b.lower, &lin.input_coef, &still, lo, hi);
+        Ok(InputBound { still, score, candidate, width_cost })
+    }
+
+    /// Per input dimension i, sum over the `still` open groups of |a_i| (hi_i - lo_i), with a
+    /// the input coefficients of the group's row nearest to closing: what the dimension's width
+    /// costs that row's linear bound when it is concretised over the box (so splitting the
+    /// dimension with the largest cost helps the most; the "sb" heuristic of input splitting).
+    fn width_costs(
+        &self,
+        rows: &[usize],
+        lower: &[f64],
+        coef: &[f64],
+        still: &[usize],
+        lo: &[f64],
+        hi: &[f64],
+    ) -> Option<Vec<f64>> {
+        let n = lo.len();
+        if coef.len() != rows.len() * n {
+            return None;
+        }
+        let mut cost = vec![0.0; n];
+        for &k in still {
+            let best = (0..rows.len())
+                .filter(|&q| self.goal.groups[k].contains(&rows[q]))
+                .max_by(|&a, &b| (lower[a] - self.goal.d[rows[a]]).total_cmp(&(lower[b] - self.goal.d[rows[b]])))?;
+            for (i, c) in cost.iter_mut().enumerate() {
+                *c += coef[best * n + i].abs() * (hi[i] - lo[i]);
+            }
+        }
+        cost.iter().all(|c| c.is_finite()).then_some(cost)
     }
 
     /// The input point (of `x_star`, one per row, `n_in` wide) of the row with the smallest
@@ -547,4 +588,28 @@ pub fn verify(graph: &Graph, prop: &Property, opts: &Options) -> Result<Outcome>
         ),
         stats,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn width_costs_follow_the_row_nearest_to_closing() {
+        // One group of two rows (both must hold for a counterexample); closing it needs either
+        // row's bound above its threshold, so the row nearer to that decides.
+        let goal =
+            Goal { width: 1, c: vec![1.0, 1.0], d: vec![0.0, 0.0], strict: vec![false; 2], groups: vec![vec![0, 1]] };
+        let rows = CaseRows { goal };
+        let coef = [5.0, 0.0, 0.0, -1.0]; // row 0 depends on x0, row 1 on x1 (2 inputs)
+        let (lo, hi) = ([0.0, 0.0], [1.0, 3.0]);
+        // Row 1 nearer to closing: x1's width (3) costs |-1| x 3.
+        let cost = rows.width_costs(&[0, 1], &[-4.0, -0.5], &coef, &[0], &lo, &hi).unwrap();
+        assert_eq!(cost, vec![0.0, 3.0]);
+        // Row 0 nearer to closing: x0's width costs 5.
+        let cost = rows.width_costs(&[0, 1], &[-0.1, -0.5], &coef, &[0], &lo, &hi).unwrap();
+        assert_eq!(cost, vec![5.0, 0.0]);
+        // Coefficients of the wrong size: no opinion.
+        assert!(rows.width_costs(&[0, 1], &[-0.1, -0.5], &coef[..3], &[0], &lo, &hi).is_none());
+    }
 }
