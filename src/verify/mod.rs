@@ -534,10 +534,12 @@ pub fn verify(graph: &Graph, prop: &Property, opts: &Options) -> Result<Outcome>
     if still_open.is_empty() {
         return done(Verdict::Unsat, None, "alpha-CROWN proves every case".into(), stats);
     }
-    // ReLU-splitting branch and bound on what stays open, with three quarters of the time
-    // left (the rest for the extended attack).
+    // ReLU-splitting branch and bound on what stays open, with nine tenths of the time left
+    // (at most a quarter of `extra_attack` is kept for the extended attack: the branch and
+    // bound tries counterexamples of its own).
     let now = Instant::now();
-    let bab_deadline = now + opts.deadline.saturating_duration_since(now) * 3 / 4;
+    let left = opts.deadline.saturating_duration_since(now);
+    let bab_deadline = now + left - (left / 10).min(opts.extra_attack / 4);
     let mut open_cases = Vec::new();
     for (i, open, root) in still_open {
         let case = &prop.cases[i];
