@@ -12,12 +12,12 @@
 //! chosen by BaBSR's intercept score; every subdomain's bound minimiser is a candidate
 //! counterexample.
 
-use super::{CaseRows, Options, SubdomainBound};
+use super::{CaseRows, InputBound, Options, SubdomainBound};
 use crate::attack::check_point;
 use crate::attack::gradient::value_and_grad;
 use crate::attack::pgd::{pgd_from, to_f32_in_box};
 use crate::attack::PgdOptions;
-use crate::bounds::{Interval, Method, NeuronSplit};
+use crate::bounds::{Interval, NeuronSplit};
 use crate::error::Result;
 use crate::ir::{Graph, NodeId};
 use crate::spec::vnnlib::Case;
@@ -97,6 +97,8 @@ struct Domain {
     open: Vec<usize>,
     score: f64,
     split: usize,
+    /// The two halves' bounds, when the choice of `split` already computed them.
+    halves: Option<Box<[InputBound; 2]>>,
 }
 
 worst_first!(Domain);
@@ -129,16 +131,29 @@ fn choose_split(graph: &Graph, rows: &CaseRows, lo: &[f64], hi: &[f64], open: &[
     }
 }
 
-/// How near to closing the worse half of [lo, hi] split at the middle of dimension `i` is (the
-/// smaller of the two halves' CROWN margins; see [`CaseRows::bound_with`]).
-fn worse_half(graph: &Graph, rows: &CaseRows, lo: &[f64], hi: &[f64], open: &[usize], i: usize) -> Result<f64> {
+/// The lower and upper half of [lo, hi] split at the middle of dimension `i`.
+fn halves(lo: &[f64], hi: &[f64], i: usize) -> [(Vec<f64>, Vec<f64>); 2] {
     let mid = lo[i] + (hi[i] - lo[i]) / 2.0;
     let (mut hi1, mut lo2) = (hi.to_vec(), lo.to_vec());
     hi1[i] = mid;
     lo2[i] = mid;
-    let a = rows.bound_with(graph, lo, &hi1, open, Method::Crown)?.1;
-    let b = rows.bound_with(graph, &lo2, hi, open, Method::Crown)?.1;
-    Ok(a.min(b))
+    [(lo.to_vec(), hi1), (lo2, hi.to_vec())]
+}
+
+/// Both halves' bounds for a split along dimension `i`, and how near to closing the worse of
+/// them is (the smaller score).
+fn look_ahead(
+    graph: &Graph,
+    rows: &CaseRows,
+    lo: &[f64],
+    hi: &[f64],
+    open: &[usize],
+    i: usize,
+) -> Result<(f64, [InputBound; 2])> {
+    let [(l1, h1), (l2, h2)] = halves(lo, hi, i);
+    let a = rows.bound_with_candidate(graph, &l1, &h1, open)?;
+    let b = rows.bound_with_candidate(graph, &l2, &h2, open)?;
+    Ok((a.score.min(b.score), [a, b]))
 }
 
 enum Child {
@@ -148,14 +163,24 @@ enum Child {
     Tiny,
 }
 
-fn process(graph: &Graph, rows: &CaseRows, lo: Vec<f64>, hi: Vec<f64>, open: &[usize]) -> Result<Child> {
+/// Bounds one subdomain (or takes `known`, its bounds computed by the look ahead of its
+/// parent), tries its candidate counterexamples and picks its split.
+fn process(
+    graph: &Graph,
+    rows: &CaseRows,
+    (lo, hi, open): (Vec<f64>, Vec<f64>, Vec<usize>),
+    known: Option<InputBound>,
+) -> Result<Child> {
     let out = super::output_node(graph);
     let center: Vec<f64> = lo.iter().zip(&hi).map(|(l, h)| l + (h - l) / 2.0).collect();
     let x = to_f32_in_box(&center, &lo, &hi);
     if check_point(graph, out, &rows.goal, &x)?.is_some() {
         return Ok(Child::Witness(x));
     }
-    let super::InputBound { still, score, candidate, width_cost } = rows.bound_with_candidate(graph, &lo, &hi, open)?;
+    let InputBound { still, score, candidate, width_cost } = match known {
+        Some(b) => b,
+        None => rows.bound_with_candidate(graph, &lo, &hi, &open)?,
+    };
     if still.is_empty() {
         return Ok(Child::Closed);
     }
@@ -176,17 +201,19 @@ fn process(graph: &Graph, rows: &CaseRows, lo: Vec<f64>, hi: Vec<f64>, open: &[u
         (c[i] > 0.0).then_some(i)
     });
     let by_grad = choose_split(graph, rows, &lo, &hi, &still);
-    let split = match by_cost {
+    let (split, halves) = match by_cost {
         Some(c) if c != by_grad => {
-            if worse_half(graph, rows, &lo, &hi, &still, c)? > worse_half(graph, rows, &lo, &hi, &still, by_grad)? {
-                c
+            let (qc, hc) = look_ahead(graph, rows, &lo, &hi, &still, c)?;
+            let (qg, hg) = look_ahead(graph, rows, &lo, &hi, &still, by_grad)?;
+            if qc > qg {
+                (c, Some(Box::new(hc)))
             } else {
-                by_grad
+                (by_grad, Some(Box::new(hg)))
             }
         }
-        _ => by_grad,
+        _ => (by_grad, None),
     };
-    Ok(Child::Open(Domain { lo, hi, open: still, score, split }))
+    Ok(Child::Open(Domain { lo, hi, open: still, score, split, halves }))
 }
 
 /// Branch and bound over one case's box, starting with the disjuncts `open` that CROWN did not
@@ -201,27 +228,30 @@ pub fn input_split(
 ) -> Result<CaseResult> {
     let mut heap = BinaryHeap::new();
     let split = choose_split(graph, rows, &case.lo, &case.hi, &open);
-    heap.push(Domain { lo: case.lo.clone(), hi: case.hi.clone(), open, score: f64::NEG_INFINITY, split });
+    heap.push(Domain { lo: case.lo.clone(), hi: case.hi.clone(), open, score: f64::NEG_INFINITY, split, halves: None });
     let mut tiny = false;
     while !heap.is_empty() {
         let batch = match next_round(&mut heap, opts, opts.deadline) {
             Ok(b) => b,
             Err(end) => return Ok(end),
         };
-        let jobs: Vec<(Vec<f64>, Vec<f64>, Vec<usize>)> = batch
+        let jobs: Vec<((Vec<f64>, Vec<f64>, Vec<usize>), Option<InputBound>)> = batch
             .into_iter()
             .flat_map(|d| {
-                let i = d.split;
-                let mid = d.lo[i] + (d.hi[i] - d.lo[i]) / 2.0;
-                let (mut hi1, mut lo2) = (d.hi.clone(), d.lo.clone());
-                hi1[i] = mid;
-                lo2[i] = mid;
-                [(d.lo, hi1, d.open.clone()), (lo2, d.hi, d.open)]
+                let [(l1, h1), (l2, h2)] = halves(&d.lo, &d.hi, d.split);
+                let [k1, k2] = match d.halves {
+                    Some(b) => {
+                        let [a, b] = *b;
+                        [Some(a), Some(b)]
+                    }
+                    None => [None, None],
+                };
+                [((l1, h1, d.open.clone()), k1), ((l2, h2, d.open), k2)]
             })
             .collect();
         stats.domains += jobs.len();
         let results: Vec<Result<Child>> =
-            jobs.into_par_iter().map(|(lo, hi, open)| process(graph, rows, lo, hi, &open)).collect();
+            jobs.into_par_iter().map(|(job, known)| process(graph, rows, job, known)).collect();
         for r in results {
             match r? {
                 Child::Closed => {}

@@ -30,7 +30,7 @@ pub use bab::{BabStats, CaseResult};
 pub struct InputBound {
     /// The groups still open.
     pub still: Vec<usize>,
-    /// The smallest margin (lower bound minus threshold) over the rows of open groups.
+    /// The worst open group's best margin (see [`CaseRows::bound`]); infinite when none is open.
     pub score: f64,
     /// A candidate counterexample: the worst row's minimiser.
     pub candidate: Option<Vec<f64>>,
