@@ -236,14 +236,16 @@ impl Sparse {
         mut add: impl FnMut(usize, f64, &mut [f64]),
     ) {
         let (n_out, n_in) = (self.rows, self.cols);
-        // Columns of `a` (rows of S) outer: each row of S is read once for all rows of `a`.
-        for j in 0..n_out {
-            for r in 0..rows {
-                let aj = a[r * n_out + j];
+        // Rows of `a` outer: one output row stays in cache while S streams (with many rows,
+        // as for intermediate bounds, the other order would sweep all of `out` per row of S).
+        for r in 0..rows {
+            let ar = &a[r * n_out..(r + 1) * n_out];
+            let or = &mut out[r * n_in..(r + 1) * n_in];
+            for (j, &aj) in ar.iter().enumerate() {
                 if aj == 0.0 || sign.is_some_and(|pos| (aj > 0.0) != pos) {
                     continue;
                 }
-                add(j, aj, &mut out[r * n_in..(r + 1) * n_in]);
+                add(j, aj, or);
             }
         }
     }
