@@ -103,8 +103,8 @@ struct Domain {
 
 worst_first!(Domain);
 
-/// The dimension to split: largest width x (|gradient| + 1e-3 max|gradient|) of the worst open
-/// disjunct's most nearly closed row at the centre (falls back to the widest dimension).
+/// The dimension to split: largest width x (|gradient| + 1e-3 max|gradient|) of the first open
+/// group's first row at the centre (falls back to the widest dimension).
 fn choose_split(graph: &Graph, rows: &CaseRows, lo: &[f64], hi: &[f64], open: &[usize]) -> usize {
     let widest = || (0..lo.len()).max_by(|&a, &b| (hi[a] - lo[a]).total_cmp(&(hi[b] - lo[b]))).unwrap_or(0);
     let g = &rows.goal;
