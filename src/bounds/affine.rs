@@ -38,6 +38,13 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
     s
 }
 
+/// Whether a nonzero entry `aj` of a transposed product takes part, given the sign selection
+/// (see [`Sparse::transpose_apply_add`]); zeros (inactive neurons) never do.
+#[inline(always)]
+fn selected(aj: f64, sign: Option<bool>) -> bool {
+    aj != 0.0 && sign.is_none_or(|pos| (aj > 0.0) == pos)
+}
+
 /// y[r, :] += W x[r, :] for `rows` rows (W row-major, n_out x n_in). W's rows are the outer
 /// loop, so W streams through the cache once, not once per row. Compiled for the widest
 /// vector unit the machine has (the sums are the same in any of them: no fused multiply-add).
@@ -59,7 +66,7 @@ fn dense_transpose_rows_add(w: &[f64], n_in: usize, a: &[f64], rows: usize, out:
     for (j, wj) in w.chunks_exact(n_in).enumerate() {
         for r in 0..rows {
             let aj = a[r * n_out + j];
-            if aj == 0.0 || sign.is_some_and(|pos| (aj > 0.0) != pos) {
+            if !selected(aj, sign) {
                 continue;
             }
             for (o, &wv) in out[r * n_in..(r + 1) * n_in].iter_mut().zip(wj) {
@@ -242,7 +249,7 @@ impl Sparse {
             let ar = &a[r * n_out..(r + 1) * n_out];
             let or = &mut out[r * n_in..(r + 1) * n_in];
             for (j, &aj) in ar.iter().enumerate() {
-                if aj == 0.0 || sign.is_some_and(|pos| (aj > 0.0) != pos) {
+                if !selected(aj, sign) {
                     continue;
                 }
                 add(j, aj, or);

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 pub use bab::{BabStats, CaseResult};
 
 /// What CROWN says about one input-splitting subdomain.
-pub struct InputBound {
+pub(crate) struct InputBound {
     /// The groups still open.
     pub still: Vec<usize>,
     /// The worst open group's best margin (see [`CaseRows::bound`]); infinite when none is open.
