@@ -450,37 +450,32 @@ impl<'g> BoundTable<'g> {
             if let Some(slot) = record.as_deref_mut().and_then(|rec| rec.la.get_mut(id)) {
                 *slot = Some(la.clone());
             }
+            // Where a row's lower entry is >= 0 the lower map's offset applies, elsewhere the
+            // upper map's (or the optimised lines' offsets, per row); the other way round for
+            // the upper entries.
+            let (mut lpos, mut lneg) = (Vec::new(), Vec::new());
             for r in 0..rows {
                 let lr = &la[r * width..(r + 1) * width];
                 let ur = &ua[r * width..(r + 1) * width];
                 let base = r * width;
+                let (lp, ln): (&[f64], &[f64]) = match slopes {
+                    Some(v) => {
+                        lpos.clear();
+                        lneg.clear();
+                        for j in 0..width {
+                            let (lo, hi) = (v.lo[base + j], v.hi[base + j]);
+                            lpos.push(if lo.is_nan() { lmap.offset[j] } else { v.lo_off[base + j] });
+                            lneg.push(if hi.is_nan() { umap.offset[j] } else { v.hi_off[base + j] });
+                        }
+                        (&lpos, &lneg)
+                    }
+                    None => (&lmap.offset, &umap.offset),
+                };
                 // Offsets: a row's positive entries meet the lower map for its lower bound, the
                 // negative ones the upper map; the rounding charge is |row| . t. All sums of
                 // products are bounded with gamma_n (Higham) and rounded outward.
-                let (mut ls, mut labs, mut lcharge) = (0.0f64, 0.0f64, 0.0f64);
-                let (mut us, mut uabs, mut ucharge) = (0.0f64, 0.0f64, 0.0f64);
-                let mut n = 0usize;
-                for j in 0..width {
-                    let (a, b) = (lr[j], ur[j]);
-                    if a == 0.0 && b == 0.0 {
-                        continue;
-                    }
-                    n += 1;
-                    let lo_off = match slopes {
-                        Some(v) if a >= 0.0 && !v.lo[base + j].is_nan() => v.lo_off[base + j],
-                        Some(v) if a < 0.0 && !v.hi[base + j].is_nan() => v.hi_off[base + j],
-                        _ if a >= 0.0 => lmap.offset[j],
-                        _ => umap.offset[j],
-                    };
-                    let up_off = if b >= 0.0 { umap.offset[j] } else { lmap.offset[j] };
-                    let (p, q) = (a * lo_off, b * up_off);
-                    ls += p;
-                    labs += p.abs();
-                    us += q;
-                    uabs += q.abs();
-                    lcharge += a.abs() * t[j];
-                    ucharge += b.abs() * t[j];
-                }
+                let ([ls, labs, us, uabs, lcharge, ucharge], n) =
+                    super::affine::offset_sums(lr, ur, lp, ln, &umap.offset, &lmap.offset, t);
                 let g = gamma(n + 1);
                 let inflate = 1.0 + 2.0 * g;
                 let lslack = add_up(mul_up(g, up(labs * inflate)), up(lcharge * inflate));
@@ -509,6 +504,25 @@ impl<'g> BoundTable<'g> {
                     lmap.parts[k].transpose_apply_add(&la, rows, &mut la_k, None);
                     if !lower_only {
                         lmap.parts[k].transpose_apply_add(&ua, rows, &mut ua_k, None);
+                    }
+                } else if let (Some(ld), Some(ud)) =
+                    (lmap.parts[k].diagonal_entries(), umap.parts[k].diagonal_entries())
+                {
+                    // An element-wise op: one product per entry, the lower line where the
+                    // entry is positive and the upper one where it is negative (for the upper
+                    // matrix the other way round), as the sign-selected products would give.
+                    let pick = |a: f64, pos: f64, neg: f64| a * if a >= 0.0 { pos } else { neg };
+                    for (lr, or) in la.chunks_exact(width).zip(la_k.chunks_exact_mut(width)) {
+                        for j in 0..width {
+                            or[j] = pick(lr[j], ld[j], ud[j]);
+                        }
+                    }
+                    if !lower_only {
+                        for (ur, or) in ua.chunks_exact(width).zip(ua_k.chunks_exact_mut(width)) {
+                            for j in 0..width {
+                                or[j] = pick(ur[j], ud[j], ld[j]);
+                            }
+                        }
                     }
                 } else {
                     lmap.parts[k].transpose_apply_add(&la, rows, &mut la_k, Some(true));
