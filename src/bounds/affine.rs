@@ -322,7 +322,43 @@ impl Sparse {
                     &selected
                 }
             };
+            // Columns of A that are zero in every row (neurons inactive for all of them) take
+            // no part: with many of them, multiply only the others (W's rows gathered).
+            let mut nonzero = vec![false; n_out];
+            for ar in a_used.chunks_exact(n_out) {
+                for (z, &v) in nonzero.iter_mut().zip(ar) {
+                    *z |= v != 0.0;
+                }
+            }
+            let used: Vec<usize> = (0..n_out).filter(|&j| nonzero[j]).collect();
+            if used.len() * 4 < n_out * 3 {
+                let k = used.len();
+                let mut a_c = vec![0.0; rows * k];
+                for r in 0..rows {
+                    for (c, &j) in used.iter().enumerate() {
+                        a_c[r * k + c] = a_used[r * n_out + j];
+                    }
+                }
+                let mut w_c = Vec::with_capacity(k * n_in);
+                for &j in &used {
+                    w_c.extend_from_slice(&w[j * n_in..(j + 1) * n_in]);
+                }
+                crate::ir::tensor::gemm(rows, k, n_in, 1.0, &a_c, (k, 1), &w_c, (n_in, 1), 1.0, out);
+                return;
+            }
             crate::ir::tensor::gemm(rows, n_out, n_in, 1.0, a_used, (n_out, 1), w, (n_in, 1), 1.0, out);
+            return;
+        }
+        if let Some(d) = self.diagonal_entries() {
+            // An element-wise map (a normalisation, a reshape of the same order): one product
+            // per entry.
+            for (ar, or) in a.chunks_exact(n_out).zip(out.chunks_exact_mut(n_in)).take(rows) {
+                for j in 0..n_out {
+                    if selected(ar[j], sign) {
+                        or[j] += ar[j] * d[j];
+                    }
+                }
+            }
             return;
         }
         self.combine_rows(a, rows, out, sign, |j, aj, or| {

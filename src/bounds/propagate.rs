@@ -454,7 +454,10 @@ impl<'g> BoundTable<'g> {
             // upper map's (or the optimised lines' offsets, per row); the other way round for
             // the upper entries.
             let (mut lpos, mut lneg) = (Vec::new(), Vec::new());
-            for r in 0..rows {
+            // No offsets and nothing to charge (a reshape, an exact linear map without bias):
+            // every row's sums are zero.
+            let trivial = slopes.is_none() && lmap.offset.iter().chain(&umap.offset).chain(t.iter()).all(|&v| v == 0.0);
+            for r in (0..rows).filter(|_| !trivial) {
                 let lr = &la[r * width..(r + 1) * width];
                 let ur = &ua[r * width..(r + 1) * width];
                 let base = r * width;
