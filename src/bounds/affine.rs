@@ -157,7 +157,41 @@ pub(crate) fn offset_sums(
         stb[0] += bj.abs() * t[j];
     }
     let sum = |v: [f64; L]| v.iter().sum::<f64>();
-    ([sum(sp), sum(sap), sum(sq), sum(saq), sum(sta), sum(stb)], cnt.iter().sum::<u64>() as usize)
+    let sums = [sum(sp), sum(sap), sum(sq), sum(saq), sum(sta), sum(stb)];
+    if sums.iter().any(|v| v.is_nan()) {
+        // An infinite offset met a zero entry (0 * inf): such columns take no part.
+        return offset_sums_skipping_zeros(a, b, lpos, lneg, upos, uneg, t);
+    }
+    (sums, cnt.iter().sum::<u64>() as usize)
+}
+
+/// As [`offset_sums`], one column at a time, skipping the columns where a and b are zero.
+#[allow(clippy::too_many_arguments)]
+fn offset_sums_skipping_zeros(
+    a: &[f64],
+    b: &[f64],
+    lpos: &[f64],
+    lneg: &[f64],
+    upos: &[f64],
+    uneg: &[f64],
+    t: &[f64],
+) -> ([f64; 6], usize) {
+    let mut s = [0.0f64; 6];
+    let mut n = 0;
+    for j in 0..a.len() {
+        let (aj, bj) = (a[j], b[j]);
+        if aj == 0.0 && bj == 0.0 {
+            continue;
+        }
+        n += 1;
+        let p = if aj == 0.0 { 0.0 } else { aj * if aj > 0.0 { lpos[j] } else { lneg[j] } };
+        let q = if bj == 0.0 { 0.0 } else { bj * if bj > 0.0 { upos[j] } else { uneg[j] } };
+        let terms = [p, p.abs(), q, q.abs(), aj.abs() * t[j], bj.abs() * t[j]];
+        for (sk, v) in s.iter_mut().zip(terms) {
+            *sk += v;
+        }
+    }
+    (s, n)
 }
 
 impl Sparse {
@@ -551,5 +585,16 @@ mod tests {
         for k in 4..6 {
             assert!((got[k] - want[k]).abs() <= 1e-15 * want[k].abs().max(1.0));
         }
+        // An infinite offset where the entry is zero takes no part; where it is not, the sum
+        // is infinite (never NaN).
+        let mut lp_inf = lp.clone();
+        let zero = (0..w).find(|&j| a[j] == 0.0).expect("a zero entry");
+        lp_inf[zero] = f64::INFINITY;
+        let (got, _) = offset_sums(&a, &b, &lp_inf, &ln, &up, &un, &t);
+        assert_eq!(got[0], want[0]);
+        let pos = (0..w).find(|&j| a[j] > 0.0).expect("a positive entry");
+        lp_inf[pos] = f64::INFINITY;
+        let (got, _) = offset_sums(&a, &b, &lp_inf, &ln, &up, &un, &t);
+        assert_eq!(got[0], f64::INFINITY);
     }
 }
