@@ -74,10 +74,11 @@ fn reference_cases_sound_and_tight() {
                 // tangent table, its MaxPool rule): compared loosely, as its README advises.
                 let ops = &m.info.op_counts;
                 let factor = if method == Method::AlphaCrown && ops.contains_key("MaxPool") {
-                    // A known gap: auto_LiRPA's alpha-CROWN also optimises MaxPool's lines; ours
-                    // optimises ReLU and S-shaped lines and keeps CROWN's MaxPool relaxation
-                    // (measured: at most 8% wider on the verivital cases).
-                    1.1
+                    // Both optimise MaxPool's lower lines as convex combinations of the window
+                    // together with the ReLU slopes before it, a non-convex problem: each lands
+                    // nearer on some outputs (measured: ours at most 0.4% wider on any output,
+                    // narrower on average; it was 8% wider with CROWN's MaxPool lines).
+                    1.005
                 } else if ops.contains_key("Sigmoid") || ops.contains_key("MaxPool") {
                     1.01
                 } else {

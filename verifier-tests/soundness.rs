@@ -151,10 +151,13 @@ fn conv_net(seed: u64, c: usize, hw: usize) -> Graph {
     let r = b.add(activation(&mut g), &[r]);
     let p = b.add(ops::Pad { pads: vec![0, 0, 1, 0, 0, 0, 0, 1], value: 0.25 }, &[r]);
     let pooled = if g.next() > 0.0 {
+        // Disjoint windows, or overlapping ones (a cell in several windows, each optimised
+        // on its own by alpha-CROWN).
+        let (k, s) = if g.next() > 0.0 { (2, 2) } else { (2 + g.pick(2), 1) };
         b.add(
             ops::MaxPool {
-                kernel: vec![2, 2],
-                strides: vec![2, 2],
+                kernel: vec![k, k],
+                strides: vec![s, s],
                 pads: vec![0, 0, 0, 0],
                 dilations: vec![1, 1],
                 ceil_mode: false,

@@ -4,6 +4,7 @@
 
 pub mod affine;
 pub mod lp;
+mod pool_lines;
 pub mod propagate;
 pub mod radius;
 

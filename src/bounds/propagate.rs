@@ -4,6 +4,7 @@
 //! reported bounds hold for the real-valued network.
 
 use super::affine::{AffineMap, Relaxation};
+use super::pool_lines::PoolLines;
 use crate::error::{Error, Result};
 use crate::ir::{Graph, NodeId};
 use crate::num::{add_down, add_up, gamma, mul_up, up, UNIT_ROUNDOFF};
@@ -58,6 +59,11 @@ pub struct SpecBounds {
 
 fn is_piecewise_or_smooth(op: &Op) -> bool {
     matches!(op, Op::Relu(_) | Op::LeakyRelu(_) | Op::Clip(_) | Op::Sigmoid(_) | Op::Tanh(_) | Op::MaxPool(_))
+}
+
+/// Element-wise ops whose interval is their exact range on the input's bounds.
+fn is_elementwise(op: &Op) -> bool {
+    matches!(op, Op::Relu(_) | Op::LeakyRelu(_) | Op::Clip(_) | Op::Sigmoid(_) | Op::Tanh(_))
 }
 
 /// Whether neuron bounds [l, u] feeding `user` would gain from tightening (the relaxation of a
@@ -143,6 +149,13 @@ impl<'g> BoundTable<'g> {
                 ref op => !is_piecewise_or_smooth(op) && node.inputs.iter().all(|p| affine_of_input[p.0]),
             };
         }
+        // Nodes whose possible values, as far as later IBP steps are concerned, form exactly
+        // their box: the input under L-inf (a box), and one-to-one affine maps of such a node.
+        let mut box_exact = vec![false; graph.nodes.len()];
+        // Per node, the neurons whose bounds are already as tight as a backward pass from them
+        // would make them (refined by one, or exact), so an element-wise op's range over them
+        // cannot be beaten by a backward pass from the op's output.
+        let mut tight: Vec<Vec<bool>> = vec![Vec::new(); graph.nodes.len()];
         let first_split = splits.iter().map(|s| s.node.0).min().unwrap_or(usize::MAX);
         let prior_of = |id: usize| prior.and_then(|p| p.get(id)).and_then(|b| b.as_ref());
         for id in 0..=upto.0 {
@@ -159,7 +172,9 @@ impl<'g> BoundTable<'g> {
             }
             let mut iv = match &node.op {
                 Op::Input(_) => {
+                    box_exact[id] = region.norm == crate::spec::Norm::Inf;
                     let (lo, hi) = region.bounding_box();
+                    tight[id] = vec![true; lo.len()];
                     Interval { lo, hi }
                 }
                 op => {
@@ -176,7 +191,17 @@ impl<'g> BoundTable<'g> {
                     iv.hi[i] = iv.hi[i].min(b.hi[i]);
                 }
             }
-            let feeds_nonlinear = users[id].iter().any(|u| is_piecewise_or_smooth(&graph.nodes[u.0].op));
+            // An affine map of one box-exact node: IBP is exact (up to its outward rounding).
+            let on_box = node.inputs.len() == 1 && box_exact[node.inputs[0].0];
+            if on_box && !matches!(node.op, Op::Input(_)) {
+                t.ensure_relaxation(NodeId(id))?;
+                if let Some(Relaxation::Affine(m)) = t.relax[id].as_ref() {
+                    tight[id] = vec![true; iv.lo.len()];
+                    box_exact[id] = m.parts[0].max_row_len() <= 1 && m.parts[0].max_col_len() <= 1;
+                }
+            }
+            let feeds_nonlinear_op = |n: usize| users[n].iter().any(|u| is_piecewise_or_smooth(&graph.nodes[u.0].op));
+            let feeds_nonlinear = feeds_nonlinear_op(id);
             let refine = match method {
                 Method::Crown | Method::AlphaCrown => true,
                 Method::Ibp => affine_of_input[id] && region.norm != crate::spec::Norm::Inf,
@@ -193,10 +218,19 @@ impl<'g> BoundTable<'g> {
                         });
                     }
                 }
+                // An element-wise op's interval is its exact range on its input's bounds: where
+                // those are tight, a backward pass from its output gives nothing better.
+                let input_tight =
+                    |i: usize| is_elementwise(&node.op) && tight[node.inputs[0].0].get(i).copied().unwrap_or(false);
                 let rows: Vec<usize> = (0..iv.lo.len())
+                    .filter(|&i| !tight[id].get(i).copied().unwrap_or(false) && !input_tight(i))
                     .filter(|&i| {
                         users[id].iter().any(|u| match &graph.nodes[u.0].op {
                             Op::MaxPool(_) => pool_relevant.as_ref().is_some_and(|r| r[i] && iv.lo[i] < iv.hi[i]),
+                            // An element-wise op whose output feeds another nonlinear op (ReLU
+                            // into MaxPool) needs its input tight on every neuron, so that its
+                            // own output needs no backward passes.
+                            op if is_elementwise(op) && feeds_nonlinear_op(u.0) => iv.lo[i] < iv.hi[i],
                             op => worth_refining(op, iv.lo[i], iv.hi[i]),
                         })
                     })
@@ -204,15 +238,12 @@ impl<'g> BoundTable<'g> {
                 if !rows.is_empty() {
                     // Provisional bounds let the backward pass start at this node.
                     t.bounds[id] = Some(iv.clone());
-                    let n = iv.lo.len();
-                    let mut spec = vec![0.0; rows.len() * n];
-                    for (r, &i) in rows.iter().enumerate() {
-                        spec[r * n + i] = 1.0;
-                    }
-                    let sb = t.backward(NodeId(id), &spec, rows.len())?;
+                    let sb = t.backward_neurons(NodeId(id), &rows)?;
+                    tight[id].resize(iv.lo.len(), false);
                     for (r, &i) in rows.iter().enumerate() {
                         iv.lo[i] = iv.lo[i].max(sb.lower[r]);
                         iv.hi[i] = iv.hi[i].min(sb.upper[r]);
+                        tight[id][i] = method != Method::Ibp;
                     }
                     if let (Method::AlphaCrown, Some(opts)) = (method, alpha.filter(|o| o.intermediate)) {
                         t.alpha_refine(NodeId(id), &mut iv, &users[id], opts)?;
@@ -302,6 +333,19 @@ impl<'g> BoundTable<'g> {
                 *a = add_up(*a, mul_up(s, *mj));
             }
         }
+        if let Op::MaxPool(mp) = &node.op {
+            // alpha-CROWN may put any convex combination of a window in the lower line: at
+            // most the window's largest magnitude, each cell summed over every window it is in.
+            let ws = mp.windows(&self.graph.nodes[node.inputs[0].0].shape)?;
+            let m = self.magnitude(node.inputs[0]);
+            let mut per_cell = vec![0usize; m.len()];
+            for (o, a) in abs_sm.iter_mut().enumerate() {
+                let mx = ws.window(o).iter().map(|&c| m[c]).fold(0.0, f64::max);
+                *a = add_up(*a, mul_up(1.0 + 1e-9, mx));
+            }
+            ws.cells.iter().for_each(|&c| per_cell[c] += 1);
+            max_col = max_col.max(per_cell.into_iter().max().unwrap_or(0) + umap.parts[0].max_col_len());
+        }
         let gm = gamma(max_col + 2);
         let err_rel = lmap.err_rel.max(umap.err_rel);
         let t: Vec<f64> = (0..n_out)
@@ -346,7 +390,7 @@ impl<'g> BoundTable<'g> {
             .max()
             .unwrap_or(1);
         let threads = rayon::current_num_threads().max(1);
-        let by_memory = ((1usize << 23) / (widest.max(1) * per_node_copies.max(1))).max(8);
+        let by_memory = ((1usize << 20) / (widest.max(1) * per_node_copies.max(1))).max(8);
         rows.div_ceil(threads).clamp(8, by_memory.max(8))
     }
 
@@ -354,11 +398,94 @@ impl<'g> BoundTable<'g> {
     /// region: rows are processed in parallel, each independently (so results do not depend on
     /// the number of threads).
     pub fn backward(&mut self, target: NodeId, spec: &[f64], rows: usize) -> Result<SpecBounds> {
-        let needed = self.ensure_relaxations_upto(target)?;
         let width = self.graph.nodes[target.0].shape.iter().product::<usize>();
         if spec.len() != rows * width {
             return Err(Error::Shape(format!("specification of {} values for {rows} rows of {width}", spec.len())));
         }
+        self.backward_chunked(target, rows, |s, e| std::borrow::Cow::Borrowed(&spec[s * width..e * width]))
+    }
+
+    /// Bounds on the neurons `idx` of `target` (one row each), the rows made chunk by chunk
+    /// (a whole rows x width specification can run to gigabytes on image models).
+    fn backward_neurons(&mut self, target: NodeId, idx: &[usize]) -> Result<SpecBounds> {
+        self.ensure_relaxations_upto(target)?;
+        let node = &self.graph.nodes[target.0];
+        if let (Some(Relaxation::Affine(m)), [p]) = (self.relax[target.0].as_ref(), node.inputs.as_slice()) {
+            // An affine node of one input: the first backward step of the one-hot row of
+            // neuron i is row i of the map, with offset b_i charged as the general pass
+            // charges it (one term: gamma_2). Starting at the input with these rows skips the
+            // rows x width one-hot matrix (a convolution's output is far wider than its input).
+            let (s, t) = (&m.parts[0], self.charge[target.0].as_ref().expect("computed with the relaxation"));
+            let n_p = s.cols;
+            let g = gamma(2);
+            let inflate = 1.0 + 2.0 * g;
+            let first: Vec<(f64, f64)> = idx
+                .iter()
+                .map(|&i| {
+                    let b = m.offset[i];
+                    let slack = add_up(mul_up(g, up(b.abs() * inflate)), up(t[i] * inflate));
+                    (crate::num::sub_down(b, slack), add_up(b, slack))
+                })
+                .collect();
+            let (p, map) = (*p, s.clone());
+            if map.dense.is_none() && matches!(self.graph.nodes[p.0].op, Op::Input(_)) {
+                // On the input itself, each sparse row is concretised as it stands (what the
+                // general pass does at the input, without widening it to the input's width).
+                let (blo, bhi) = (&self.input_box.0, &self.input_box.1);
+                let region = self.region;
+                let bounds: Vec<(f64, f64)> = idx
+                    .par_iter()
+                    .zip(&first)
+                    .map(|(&i, f)| {
+                        let (c, v) = map.row(i);
+                        let neg: Vec<f64> = v.iter().map(|x| -x).collect();
+                        let lo = region.min_linear_sparse(c, v, blo, bhi);
+                        let hi = -region.min_linear_sparse(c, &neg, blo, bhi);
+                        (add_down(lo, f.0), add_up(hi, f.1))
+                    })
+                    .collect();
+                let (lower, upper) = bounds.into_iter().unzip();
+                return Ok(SpecBounds { lower, upper });
+            }
+            let sb = self.backward_chunked(p, idx.len(), |st, e| {
+                let mut rows = vec![0.0; (e - st) * n_p];
+                for (r, &i) in idx[st..e].iter().enumerate() {
+                    let out = &mut rows[r * n_p..(r + 1) * n_p];
+                    match &map.dense {
+                        Some(w) => out.copy_from_slice(&w[i * n_p..(i + 1) * n_p]),
+                        None => {
+                            let (c, v) = map.row(i);
+                            for (&ci, &vi) in c.iter().zip(v) {
+                                out[ci] += vi;
+                            }
+                        }
+                    }
+                }
+                std::borrow::Cow::Owned(rows)
+            })?;
+            return Ok(SpecBounds {
+                lower: sb.lower.iter().zip(&first).map(|(l, f)| add_down(*l, f.0)).collect(),
+                upper: sb.upper.iter().zip(&first).map(|(u, f)| add_up(*u, f.1)).collect(),
+            });
+        }
+        let width = self.graph.nodes[target.0].shape.iter().product::<usize>();
+        self.backward_chunked(target, idx.len(), |s, e| {
+            let mut spec = vec![0.0; (e - s) * width];
+            for (r, &i) in idx[s..e].iter().enumerate() {
+                spec[r * width + i] = 1.0;
+            }
+            std::borrow::Cow::Owned(spec)
+        })
+    }
+
+    /// The backward pass over `rows` rows, `spec(start, end)` giving rows start..end.
+    fn backward_chunked<'s>(
+        &mut self,
+        target: NodeId,
+        rows: usize,
+        spec: impl Fn(usize, usize) -> std::borrow::Cow<'s, [f64]> + Sync,
+    ) -> Result<SpecBounds> {
+        let needed = self.ensure_relaxations_upto(target)?;
         // Chunks of rows: one per thread when memory allows (weights are packed once per
         // chunk and node), parallel across chunks.
         let chunk = self.chunk_rows(&needed, rows, 1);
@@ -369,7 +496,7 @@ impl<'g> BoundTable<'g> {
             .into_par_iter()
             .map(|start| {
                 let end = (start + chunk).min(rows);
-                this.backward_general(target, &spec[start * width..end * width], end - start, None, &[], None)
+                this.backward_general(target, &spec(start, end), end - start, None, &[], None)
             })
             .collect();
         let mut out = SpecBounds { lower: Vec::with_capacity(rows), upper: Vec::with_capacity(rows) };
@@ -396,7 +523,7 @@ impl<'g> BoundTable<'g> {
         target: NodeId,
         spec: &[f64],
         rows: usize,
-        alpha: Option<&[Option<AlphaVars>]>,
+        alpha: Option<&[Option<NodeAlpha>]>,
         beta: &[BetaVar],
         mut record: Option<&mut Recording>,
     ) -> Result<SpecBounds> {
@@ -462,7 +589,8 @@ impl<'g> BoundTable<'g> {
                 let ur = &ua[r * width..(r + 1) * width];
                 let base = r * width;
                 let (lp, ln): (&[f64], &[f64]) = match slopes {
-                    Some(v) => {
+                    Some(NodeAlpha::Pool(pl)) => (&pl.off[r * width..(r + 1) * width], &umap.offset),
+                    Some(NodeAlpha::Lines(v)) => {
                         lpos.clear();
                         lneg.clear();
                         for j in 0..width {
@@ -490,7 +618,12 @@ impl<'g> BoundTable<'g> {
                 let n_in = lmap.parts[k].cols;
                 let mut la_k = vec![0.0; rows * n_in];
                 let mut ua_k = vec![0.0; rows * n_in];
-                if let Some(v) = slopes {
+                if let Some(NodeAlpha::Pool(pl)) = slopes {
+                    // MaxPool: each row's convex combinations where its entry is positive,
+                    // CROWN's upper line where it is negative.
+                    pl.transpose_add_positive(&la, rows, n_in, &mut la_k);
+                    umap.parts[k].transpose_apply_add(&la, rows, &mut la_k, Some(false));
+                } else if let Some(NodeAlpha::Lines(v)) = slopes {
                     // Element-wise op with per-row slopes: the lower line where the entry is
                     // >= 0, the upper line elsewhere (optimised slopes where set).
                     let ld: Vec<f64> = (0..width).map(|j| lmap.parts[0].diag(j)).collect();
@@ -826,6 +959,14 @@ struct AlphaVars {
     lim: Vec<(f64, f64)>,
 }
 
+/// What alpha-CROWN optimises at one node: the lines of an element-wise op, or MaxPool's
+/// convex combinations.
+#[derive(Clone)]
+enum NodeAlpha {
+    Lines(AlphaVars),
+    Pool(PoolLines),
+}
+
 impl BoundTable<'_> {
     /// The slopes alpha-CROWN optimises for `op`, if any.
     fn alpha_range(op: &Op) -> Option<AlphaRange> {
@@ -1041,12 +1182,28 @@ impl BoundTable<'_> {
     fn has_alpha(&self, target: NodeId) -> bool {
         (0..=target.0).any(|id| {
             let node = &self.graph.nodes[id];
+            if self.relax[id].is_none() {
+                return false;
+            }
+            if let Op::MaxPool(_) = node.op {
+                return self.pool_lines(id, 1).is_some();
+            }
             Self::alpha_range(&node.op).is_some()
-                && self.relax[id].is_some()
                 && self.bounds[node.inputs[0].0]
                     .as_ref()
                     .is_some_and(|b| b.lo.iter().zip(&b.hi).any(|(l, h)| Self::alpha_neuron(&node.op, *l, *h)))
         })
+    }
+
+    /// CROWN's MaxPool lower lines at node `id` for `rows` rows, ready to optimise; `None` when
+    /// `id` is no MaxPool or no window of it is worth optimising.
+    fn pool_lines(&self, id: usize, rows: usize) -> Option<PoolLines> {
+        let node = &self.graph.nodes[id];
+        let Op::MaxPool(mp) = &node.op else { return None };
+        let b = self.bounds[node.inputs[0].0].as_ref()?;
+        let windows = mp.windows(&self.graph.nodes[node.inputs[0].0].shape).ok()?;
+        let best = crate::ops::MaxPool::best_cells(&windows, &b.lo, &b.hi).ok()?;
+        PoolLines::new(windows, &best, &b.lo, &b.hi, rows)
     }
 
     /// alpha-CROWN (and beta-CROWN with `splits`: one multiplier per split and row, from 0)
@@ -1077,10 +1234,16 @@ impl BoundTable<'_> {
             })
             .collect();
         // Initial slopes: CROWN's lines; NaN marks lines that stay fixed.
-        let mut alpha: Vec<Option<AlphaVars>> = vec![None; n_nodes];
+        let mut alpha: Vec<Option<NodeAlpha>> = vec![None; n_nodes];
         let mut range: Vec<Option<AlphaRange>> = vec![None; n_nodes];
         for id in 0..n_nodes {
             let node = &g.nodes[id];
+            if self.relax[id].is_some() {
+                if let Some(pl) = self.pool_lines(id, rows) {
+                    alpha[id] = Some(NodeAlpha::Pool(pl));
+                    continue;
+                }
+            }
             let (Some(rg), Some(rel)) = (Self::alpha_range(&node.op), self.relax[id].as_ref()) else { continue };
             let b = self.bounds[node.inputs[0].0].as_ref().expect("computed");
             let (lmap, umap) = (rel.lower(), rel.upper());
@@ -1114,7 +1277,7 @@ impl BoundTable<'_> {
                 lim,
             };
             self.alpha_offsets(id, &mut v);
-            alpha[id] = Some(v);
+            alpha[id] = Some(NodeAlpha::Lines(v));
             range[id] = Some(rg);
         }
         let mut best = start.to_vec();
@@ -1124,7 +1287,12 @@ impl BoundTable<'_> {
         let (mut bm1, mut bm2) = (vec![0.0; betas.len() * rows], vec![0.0; betas.len() * rows]);
         let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8);
         // Adam moments per slope: lower lines, then upper lines.
-        let zeros = |a: &Option<AlphaVars>| a.as_ref().map(|v| vec![0.0; 2 * v.lo.len()]);
+        let zeros = |a: &Option<NodeAlpha>| {
+            a.as_ref().map(|v| match v {
+                NodeAlpha::Lines(v) => vec![0.0; 2 * v.lo.len()],
+                NodeAlpha::Pool(p) => vec![0.0; p.w.len()],
+            })
+        };
         let mut m1: Vec<Option<Vec<f64>>> = alpha.iter().map(zeros).collect();
         let mut m2 = m1.clone();
         let mut lr = opts.learning_rate;
@@ -1142,11 +1310,20 @@ impl BoundTable<'_> {
             let values = self.relaxed_forward(target, &rec, &alpha, rows);
             let (c1, c2) = (1.0 - b1.powi(it as i32 + 1), 1.0 - b2.powi(it as i32 + 1));
             for id in 0..n_nodes {
-                let (Some(v), Some(rg)) = (alpha[id].as_mut(), range[id]) else { continue };
+                let (Some(ma), Some(va)) = (m1[id].as_mut(), m2[id].as_mut()) else { continue };
                 let (Some(la), Some(x)) = (rec.la[id].as_ref(), values[g.nodes[id].inputs[0].0].as_ref()) else {
                     continue;
                 };
-                let (ma, va) = (m1[id].as_mut().unwrap(), m2[id].as_mut().unwrap());
+                let v = match alpha[id].as_mut() {
+                    Some(NodeAlpha::Pool(pl)) => {
+                        let n_in = x.len() / rows.max(1);
+                        pl.adam_step(la, x, rows, n_in, lr, (ma, va), (c1, c2));
+                        continue;
+                    }
+                    Some(NodeAlpha::Lines(v)) => v,
+                    None => continue,
+                };
+                let Some(rg) = range[id] else { continue };
                 // Smooth functions: the bound moves fast with the slope (every line is tight
                 // somewhere), so smaller steps (measured on the ERAN sigmoid nets).
                 let step_scale = if rg.hi.is_some() { 0.05 } else { 1.0 };
@@ -1209,7 +1386,7 @@ impl BoundTable<'_> {
         &self,
         target: NodeId,
         rec: &Recording,
-        alpha: &[Option<AlphaVars>],
+        alpha: &[Option<NodeAlpha>],
         rows: usize,
     ) -> Vec<Option<Vec<f64>>> {
         let g = self.graph;
@@ -1235,8 +1412,11 @@ impl BoundTable<'_> {
                 Relaxation::Affine(m) => eval(m),
                 Relaxation::Bounds { lower, upper } => {
                     let (mut lo, mut up) = (eval(lower), eval(upper));
-                    if let Some(a) = alpha[id].as_ref() {
-                        let x = vals[node.inputs[0].0].as_ref().unwrap();
+                    let x = vals[node.inputs[0].0].as_ref().unwrap();
+                    if let Some(NodeAlpha::Pool(pl)) = alpha[id].as_ref() {
+                        lo = pl.eval(x, rows, x.len() / rows.max(1));
+                    }
+                    if let Some(NodeAlpha::Lines(a)) = alpha[id].as_ref() {
                         for i in 0..lo.len() {
                             if !a.lo[i].is_nan() {
                                 lo[i] = a.lo[i] * x[i] + a.lo_off[i];

@@ -171,31 +171,84 @@ fn max_nan<T: Scalar>(a: T, v: T) -> T {
     }
 }
 
+/// The input cells of every window of a pool, in output order (planes, then rows, then
+/// columns), in compressed form: window `o` holds `cells[start[o]..start[o + 1]]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolWindows {
+    pub start: Vec<usize>,
+    pub cells: Vec<usize>,
+}
+
+impl PoolWindows {
+    /// The cells of window `o`.
+    pub fn window(&self, o: usize) -> &[usize] {
+        &self.cells[self.start[o]..self.start[o + 1]]
+    }
+    /// Number of windows (outputs).
+    pub fn len(&self) -> usize {
+        self.start.len() - 1
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 impl MaxPool {
+    /// The input cells of each output's window for input shape `x` (one sample).
+    pub fn windows(&self, x: &[usize]) -> Result<PoolWindows> {
+        let g = self.geometry(x)?;
+        let (rows_w, cols_w) = (g.h.windows(), g.w.windows());
+        let (win, hin) = (g.w.input, g.h.input);
+        let mut w = PoolWindows { start: vec![0], cells: Vec::new() };
+        for p in 0..g.planes {
+            for rw in &rows_w {
+                for cw in &cols_w {
+                    for i in 0..rw.count {
+                        for j in 0..cw.count {
+                            w.cells.push(p * hin * win + (rw.first + i * g.h.d) * win + cw.first + j * g.w.d);
+                        }
+                    }
+                    w.start.push(w.cells.len());
+                }
+            }
+        }
+        Ok(w)
+    }
+
     /// Which inputs can be a window's maximum somewhere in the boxes [lo, hi]: those whose
     /// upper bound reaches the largest lower bound of some window they are in. The others
     /// never affect the output (nor its relaxation), so their bounds need no refining.
     pub fn can_be_max(&self, x: &[usize], lo: &[f64], hi: &[f64]) -> Result<Vec<bool>> {
-        let g = self.geometry(x)?;
-        let (rows_w, cols_w) = (g.h.windows(), g.w.windows());
-        let (win, hin) = (g.w.input, g.h.input);
+        let ws = self.windows(x)?;
         let mut out = vec![false; lo.len()];
-        for p in 0..g.planes {
-            for rw in &rows_w {
-                for cw in &cols_w {
-                    let cells = (0..rw.count)
-                        .flat_map(|i| (0..cw.count).map(move |j| (i, j)))
-                        .map(|(i, j)| p * hin * win + (rw.first + i * g.h.d) * win + cw.first + j * g.w.d);
-                    let best_lo = cells.clone().map(|c| lo[c]).fold(f64::NEG_INFINITY, f64::max);
-                    for c in cells {
-                        if hi[c] >= best_lo {
-                            out[c] = true;
-                        }
-                    }
+        for o in 0..ws.len() {
+            let cells = ws.window(o);
+            let best_lo = cells.iter().map(|&c| lo[c]).fold(f64::NEG_INFINITY, f64::max);
+            for &c in cells {
+                if hi[c] >= best_lo {
+                    out[c] = true;
                 }
             }
         }
         Ok(out)
+    }
+
+    /// Per window, the cell with the largest lower bound and whether it dominates the window
+    /// (its lower bound reaches every other cell's upper bound, so it is the maximum
+    /// everywhere in the boxes). Errors on a window without cells.
+    pub fn best_cells(ws: &PoolWindows, lo: &[f64], hi: &[f64]) -> Result<Vec<(usize, bool)>> {
+        (0..ws.len())
+            .map(|o| {
+                let cells = ws.window(o);
+                let best = cells
+                    .iter()
+                    .copied()
+                    .max_by(|&a, &b| lo[a].total_cmp(&lo[b]).then(b.cmp(&a)))
+                    .ok_or_else(|| crate::error::Error::InvalidModel("MaxPool window with no input cell".into()))?;
+                let others_max = cells.iter().filter(|&&c| c != best).map(|&c| hi[c]).fold(f64::NEG_INFINITY, f64::max);
+                Ok((best, lo[best] >= others_max))
+            })
+            .collect()
     }
 }
 
@@ -255,41 +308,26 @@ impl Operator for MaxPool {
         Ok(out)
     }
     fn relaxation(&self, r: &RelaxInput<'_>) -> Result<Relaxation> {
-        // Lower: the window's element with the largest lower bound (max >= any element).
+        // Lower: the window's element with the largest lower bound (max >= any element;
+        // alpha-CROWN replaces it by an optimised convex combination of the window).
         // Upper: that element when it dominates the window, else the largest upper bound.
         let x = r.in_shapes[0];
-        let g = self.geometry(x)?;
+        let ws = self.windows(x)?;
         let (lo, hi) = (r.lo[0], r.hi[0]);
-        let (rows_w, cols_w) = (g.h.windows(), g.w.windows());
-        let (win, hin) = (g.w.input, g.h.input);
-        let n_in = g.planes * hin * win;
+        let n_in: usize = x.iter().product();
         let (mut low_rows, mut up_rows) = (Vec::new(), Vec::new());
-        let (mut low_off, mut up_off) = (Vec::new(), Vec::new());
-        for p in 0..g.planes {
-            for rw in &rows_w {
-                for cw in &cols_w {
-                    let cells: Vec<usize> = (0..rw.count)
-                        .flat_map(|i| (0..cw.count).map(move |j| (i, j)))
-                        .map(|(i, j)| p * hin * win + (rw.first + i * g.h.d) * win + cw.first + j * g.w.d)
-                        .collect();
-                    let best = cells.iter().copied().max_by(|&a, &b| lo[a].total_cmp(&lo[b]));
-                    let Some(best) = best else {
-                        return Err(crate::error::Error::InvalidModel("MaxPool window with no input cell".into()));
-                    };
-                    let others_max =
-                        cells.iter().filter(|&&c| c != best).map(|&c| hi[c]).fold(f64::NEG_INFINITY, f64::max);
-                    low_rows.push(vec![(best, 1.0)]);
-                    low_off.push(0.0);
-                    if lo[best] >= others_max {
-                        up_rows.push(vec![(best, 1.0)]);
-                        up_off.push(0.0);
-                    } else {
-                        up_rows.push(vec![]);
-                        up_off.push(cells.iter().map(|&c| hi[c]).fold(f64::NEG_INFINITY, f64::max));
-                    }
-                }
+        let mut up_off = Vec::new();
+        for (o, (best, dominates)) in Self::best_cells(&ws, lo, hi)?.into_iter().enumerate() {
+            low_rows.push(vec![(best, 1.0)]);
+            if dominates {
+                up_rows.push(vec![(best, 1.0)]);
+                up_off.push(0.0);
+            } else {
+                up_rows.push(vec![]);
+                up_off.push(ws.window(o).iter().map(|&c| hi[c]).fold(f64::NEG_INFINITY, f64::max));
             }
         }
+        let low_off = vec![0.0; up_off.len()];
         Ok(Relaxation::Bounds {
             lower: AffineMap::exact(vec![Sparse::from_rows(n_in, low_rows)], low_off),
             upper: AffineMap::exact(vec![Sparse::from_rows(n_in, up_rows)], up_off),

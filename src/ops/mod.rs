@@ -51,7 +51,7 @@ pub use global_average_pool::GlobalAveragePool;
 pub use input::Input;
 pub use leaky_relu::LeakyRelu;
 pub use matmul::MatMul;
-pub use max_pool::MaxPool;
+pub use max_pool::{MaxPool, PoolWindows};
 pub use mul::Mul;
 pub use pad::Pad;
 pub use reduce_mean::ReduceMean;

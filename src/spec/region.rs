@@ -165,6 +165,19 @@ impl Region {
 
     /// [`min_linear`](Region::min_linear) with the bounding box computed once by the caller.
     pub fn min_linear_in(&self, a: &[f64], blo: &[f64], bhi: &[f64]) -> f64 {
+        self.min_linear_gathered(a, &self.center, blo, bhi)
+    }
+
+    /// [`min_linear_in`](Region::min_linear_in) for a sparse row: coefficients `a` on the
+    /// input elements `idx` (the others zero).
+    pub fn min_linear_sparse(&self, idx: &[usize], a: &[f64], blo: &[f64], bhi: &[f64]) -> f64 {
+        let gather = |v: &[f64]| idx.iter().map(|&i| v[i]).collect::<Vec<f64>>();
+        self.min_linear_gathered(a, &gather(&self.center), &gather(blo), &gather(bhi))
+    }
+
+    /// The bound of `min_linear_in` over the elements given (zero coefficients elsewhere
+    /// add nothing to any of its sums or norms): `a`, the centre `c` and the box, gathered.
+    fn min_linear_gathered(&self, a: &[f64], c: &[f64], blo: &[f64], bhi: &[f64]) -> f64 {
         // Box bound: sum of min(a*lo, a*hi) in round-to-nearest, then lowered by Higham's
         // bound on the rounding of the products and the sum (gamma_n times the sum of |terms|).
         let (mut sum, mut abs) = (0.0f64, 0.0f64);
@@ -184,7 +197,7 @@ impl Region {
         if self.norm == Norm::Inf {
             return box_bound;
         }
-        let dot = crate::num::dot_down(a, &self.center);
+        let dot = crate::num::dot_down(a, c);
         let ball = crate::num::sub_down(dot, mul_up(self.eps, self.norm.dual_norm_up(a)));
         if ball.is_nan() {
             box_bound
