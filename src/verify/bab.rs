@@ -339,11 +339,18 @@ pub fn relu_split(
             })
             .collect();
         stats.domains += jobs.len();
-        let results: Vec<Result<Option<SubdomainBound>>> =
-            jobs.par_iter().map(|(splits, open)| bound(open, splits)).collect();
+        // Subdomains not started by the deadline are skipped (a round of beta-CROWN can take
+        // seconds on image models), and the search then ends in a timeout.
+        let results: Vec<Option<Result<Option<SubdomainBound>>>> =
+            jobs.par_iter().map(|(splits, open)| (Instant::now() < deadline).then(|| bound(open, splits))).collect();
+        let mut skipped = false;
         let mut fixed_open = false;
         let mut candidates: Vec<(f64, Vec<f64>)> = Vec::new();
         for ((splits, _), r) in jobs.into_iter().zip(results) {
+            let Some(r) = r else {
+                skipped = true;
+                continue;
+            };
             let Some(b) = r? else { continue };
             if let Some(c) = b.candidate {
                 if let Some(x) = try_point(&c)? {
@@ -358,6 +365,9 @@ pub fn relu_split(
                 (false, None) => fixed_open = true,
                 (false, Some(next)) => heap.push(SplitDomain { splits, open: b.still, score: b.score, next }),
             }
+        }
+        if skipped {
+            return Ok(CaseResult::Timeout);
         }
         // A short PGD from the candidates of the worst subdomains of this round (where a
         // counterexample is likeliest).
