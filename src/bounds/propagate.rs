@@ -193,7 +193,7 @@ impl<'g> BoundTable<'g> {
             }
             // An affine map of one box-exact node: IBP is exact (up to its outward rounding).
             let on_box = node.inputs.len() == 1 && box_exact[node.inputs[0].0];
-            if on_box && !matches!(node.op, Op::Input(_)) {
+            if on_box && method != Method::Ibp && !matches!(node.op, Op::Input(_)) {
                 t.ensure_relaxation(NodeId(id))?;
                 if let Some(Relaxation::Affine(m)) = t.relax[id].as_ref() {
                     tight[id] = vec![true; iv.lo.len()];
