@@ -390,7 +390,7 @@ impl<'g> BoundTable<'g> {
             .max()
             .unwrap_or(1);
         let threads = rayon::current_num_threads().max(1);
-        let by_memory = ((1usize << 20) / (widest.max(1) * per_node_copies.max(1))).max(8);
+        let by_memory = ((1usize << 23) / (widest.max(1) * per_node_copies.max(1))).max(8);
         rows.div_ceil(threads).clamp(8, by_memory.max(8))
     }
 
