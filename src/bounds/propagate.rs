@@ -1153,8 +1153,25 @@ impl BoundTable<'_> {
             return Ok(start.to_vec());
         }
         let width = spec.len() / rows;
-        // The pass records a matrix per node and the forward values: several copies per node.
-        let chunk = self.chunk_rows(&needed, rows, 4);
+        // The pass records a matrix per node and the forward values (four copies); MaxPool's
+        // optimised lines hold weights and two Adam moments per window cell on top.
+        let widest = needed
+            .iter()
+            .enumerate()
+            .filter(|(_, &n)| n)
+            .map(|(id, _)| self.graph.nodes[id].shape.iter().product::<usize>())
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let pool_cells: usize = (0..needed.len())
+            .filter(|&id| needed[id])
+            .filter_map(|id| match &self.graph.nodes[id].op {
+                Op::MaxPool(mp) => mp.windows(&self.graph.nodes[self.graph.nodes[id].inputs[0].0].shape).ok(),
+                _ => None,
+            })
+            .map(|w| w.cells.len())
+            .sum();
+        let chunk = self.chunk_rows(&needed, rows, 4 + (3 * pool_cells).div_ceil(widest));
         let this = &*self;
         let parts: Result<Vec<Vec<f64>>> = (0..rows)
             .step_by(chunk)
