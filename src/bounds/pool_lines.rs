@@ -4,8 +4,8 @@
 //! cell with the largest lower bound). The upper line stays CROWN's.
 //!
 //! Soundness in floating point: the weights are non-negative but their computed sum s may
-//! differ from 1 by rounding. With y the window's maximum, y = s y + (1 - s) y
-//! >= sum_k w_k x_k + (1 - s) y, so each line carries the offset min((1 - s) y) over s in its
+//! differ from 1 by rounding. With y the window's maximum, y = s y + (1 - s) y is at least
+//! sum_k w_k x_k + (1 - s) y, so each line carries the offset min((1 - s) y) over s in its
 //! outward-rounded interval and y in [max lower, max upper], rounded down.
 
 use crate::num::{add_down, add_up, mul_down, sub_down, sub_up};
@@ -136,7 +136,7 @@ impl PoolLines {
         for r in 0..rows {
             for o in 0..width {
                 let a = la[r * width + o];
-                if !(a > 0.0) || !self.open[o] {
+                if a.is_nan() || a <= 0.0 || !self.open[o] {
                     continue;
                 }
                 let (s, e) = (r * nc + self.windows.start[o], r * nc + self.windows.start[o + 1]);

@@ -379,16 +379,16 @@ impl<'g> BoundTable<'g> {
         Ok(needed)
     }
 
+    /// The width of the widest node among `needed` (at least 1).
+    fn widest(&self, needed: &[bool]) -> usize {
+        let width = |id: usize| self.graph.nodes[id].shape.iter().product::<usize>();
+        (0..needed.len()).filter(|&id| needed[id]).map(width).max().unwrap_or(1).max(1)
+    }
+
     /// Rows per parallel chunk for a pass over `rows` specification rows, bounded by memory
     /// (each chunk holds a rows x width matrix per node on the way).
     fn chunk_rows(&self, needed: &[bool], rows: usize, per_node_copies: usize) -> usize {
-        let widest = needed
-            .iter()
-            .enumerate()
-            .filter(|(_, &n)| n)
-            .map(|(id, _)| self.graph.nodes[id].shape.iter().product::<usize>())
-            .max()
-            .unwrap_or(1);
+        let widest = self.widest(needed);
         let threads = rayon::current_num_threads().max(1);
         let by_memory = ((1usize << 23) / (widest.max(1) * per_node_copies.max(1))).max(8);
         rows.div_ceil(threads).clamp(8, by_memory.max(8))
@@ -1155,14 +1155,7 @@ impl BoundTable<'_> {
         let width = spec.len() / rows;
         // The pass records a matrix per node and the forward values (four copies); MaxPool's
         // optimised lines hold weights and two Adam moments per window cell on top.
-        let widest = needed
-            .iter()
-            .enumerate()
-            .filter(|(_, &n)| n)
-            .map(|(id, _)| self.graph.nodes[id].shape.iter().product::<usize>())
-            .max()
-            .unwrap_or(1)
-            .max(1);
+        let widest = self.widest(&needed);
         let pool_cells: usize = (0..needed.len())
             .filter(|&id| needed[id])
             .filter_map(|id| match &self.graph.nodes[id].op {
