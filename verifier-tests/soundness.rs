@@ -4,7 +4,7 @@
 //! its bound. Any violation fails.
 
 use proptest::prelude::*;
-use robustcert::bounds::{bound_spec, BoundTable, Method, NeuronSplit};
+use robustcert::bounds::{bound_spec, BoundTable, Method, NeuronSplit, RowWarm};
 use robustcert::ir::{Graph, Node, NodeId, Param, Tensor, ValueInfo};
 use robustcert::ops::{self, Op, Operator};
 use robustcert::spec::{Norm, Region};
@@ -499,8 +499,49 @@ fn check_beta(graph: &Graph, pre: [NodeId; 2], region: &Region, seed: u64) -> Re
         };
     };
     let crown = t.backward(out, &spec, w).map_err(|e| e.to_string())?;
-    let lower = t.beta_lower(out, &spec, w, &splits, 30, &crown.lower, None).map_err(|e| e.to_string())?.lower;
+    let beta = t.beta_lower(out, &spec, w, &splits, 30, &crown.lower, None, &[]).map_err(|e| e.to_string())?;
+    // The same subdomain started from its parent's optimised state (the splits but the last),
+    // as branch and bound does.
+    let parent = &splits[..splits.len() - 1];
+    let warm: Vec<RowWarm> =
+        match BoundTable::with_splits(graph, region, Method::Crown, out, None, parent, Some(&prior)) {
+            Ok(Some(mut pt)) => {
+                let c = pt.backward(out, &spec, w).map_err(|e| e.to_string())?;
+                pt.beta_lower(out, &spec, w, parent, 10, &c.lower, None, &[]).map_err(|e| e.to_string())?.warm
+            }
+            _ => Vec::new(),
+        };
+    let from: Vec<Option<&RowWarm>> = warm.iter().map(Some).collect();
+    let warm_lower =
+        t.beta_lower(out, &spec, w, &splits, 10, &crown.lower, None, &from).map_err(|e| e.to_string())?.lower;
+    // Filtered smart branching's estimates of the children of the next split: lower bounds on
+    // each child (parent's intermediate bounds, the neuron's function exact there).
+    let candidates = t.babsr_candidates(&beta.lower_matrices, w, &splits, 4);
+    let estimates = t.split_estimates(out, &spec, w, &beta, &candidates).map_err(|e| e.to_string())?;
+    let lower = beta.lower;
     for (p, v) in &inside {
+        for j in 0..w {
+            if v[0][j] < warm_lower[j] - 1e-9 * (1.0 + v[0][j].abs()) {
+                return Err(format!(
+                    "warm-started beta-CROWN: output {j} = {} below its bound {} at {p:?} ({splits:?})",
+                    v[0][j], warm_lower[j]
+                ));
+            }
+        }
+        for (c, sides) in candidates.iter().zip(estimates.iter().flatten()) {
+            let z = v[1 + pre.iter().position(|q| *q == c.0).unwrap()][c.1];
+            for (side, est) in sides.iter().enumerate() {
+                let on_side = if side == 0 { z >= 0.0 } else { z <= 0.0 };
+                for j in (0..w).filter(|_| on_side) {
+                    if v[0][j] < est[j] - 1e-9 * (1.0 + v[0][j].abs()) {
+                        return Err(format!(
+                            "split estimate of {c:?} side {side}: output {j} = {} below {} at {p:?} ({splits:?})",
+                            v[0][j], est[j]
+                        ));
+                    }
+                }
+            }
+        }
         for (k, &node) in pre.iter().enumerate() {
             let b = t.bounds[node.0].as_ref().unwrap();
             for i in 0..b.lo.len() {

@@ -365,6 +365,10 @@ impl Sparse {
                 }
             }
             let used: Vec<usize> = (0..n_out).filter(|&j| nonzero[j]).collect();
+            if used.is_empty() {
+                // Every entry is zero (every neuron inactive): nothing to add.
+                return;
+            }
             if used.len() * 4 < n_out * 3 {
                 let k = used.len();
                 let mut a_c = vec![0.0; rows * k];

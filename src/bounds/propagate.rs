@@ -883,10 +883,30 @@ pub struct BetaBounds {
     /// bound is smallest (rows x input width; empty if the pass did not reach the input): a
     /// candidate counterexample.
     pub x_star: Vec<f64>,
+    /// Per row, the slopes and multipliers of its best bound, to warm-start the subdomain's
+    /// children.
+    pub warm: Vec<RowWarm>,
+    /// The final pass's slopes and multipliers (for estimating the children of a split).
+    state: Option<(Vec<Option<NodeAlpha>>, Vec<BetaVar>)>,
+}
+
+/// One row's optimised state in beta-CROWN, handed down to the children of a subdomain, as
+/// alpha-beta-CROWN does (Wang et al. 2021): they start where the parent's optimisation
+/// stopped instead of from CROWN's lines. Any slope in an op's range and any multiplier >= 0
+/// gives a sound bound, so a stale or rounded state only costs tightness.
+#[derive(Clone, Debug, Default)]
+pub struct RowWarm {
+    /// Per node with optimised element-wise lines: its id, the lower slopes (width, NaN where
+    /// the line is fixed) and the upper ones (empty when none is optimised); f32 to halve the
+    /// memory of open subdomains.
+    lines: Vec<(usize, Vec<f32>, Vec<f32>)>,
+    /// Each split's multiplier (pre-activation node, neuron, active side).
+    betas: Vec<(usize, usize, bool, f64)>,
 }
 
 /// One split's multiplier in beta-CROWN, per row: the term -beta s z_i (s = +1 for an active
 /// split, -1 for an inactive one) is added to the objective on the subdomain.
+#[derive(Clone)]
 struct BetaVar {
     node: usize,
     index: usize,
@@ -902,7 +922,14 @@ struct Recording {
     la: Vec<Option<Vec<f64>>>,
     x_star: Vec<f64>,
     input_la: Vec<f64>,
+    /// Per row, the state of its best bound (filled by `alpha_chunk` when it records).
+    warm: Vec<RowWarm>,
+    /// The slopes and multipliers of the final pass (filled by `alpha_chunk` when it records).
+    state: Option<(Vec<Option<NodeAlpha>>, Vec<BetaVar>)>,
 }
+
+/// Slope learning rate of beta-CROWN started from a parent's state (against 0.5 from CROWN's).
+const WARM_LEARNING_RATE: f64 = 0.1;
 
 /// Optimisation settings of alpha-CROWN (Xu et al. 2021): projected Adam on the lower slopes
 /// of unstable ReLU / LeakyReLU neurons, one set of slopes per bounded quantity (every output
@@ -1080,6 +1107,7 @@ impl BoundTable<'_> {
         iterations: usize,
         start: &[f64],
         stop_above: Option<&[f64]>,
+        warm: &[Option<&RowWarm>],
     ) -> Result<BetaBounds> {
         self.ensure_relaxations_upto(target)?;
         let width = self.graph.nodes[target.0].shape.iter().product::<usize>();
@@ -1087,10 +1115,15 @@ impl BoundTable<'_> {
             return Err(Error::Shape(format!("specification of {} values for {rows} rows of {width}", spec.len())));
         }
         let mut last = Recording::default();
-        let opts = AlphaOptions::default();
+        let mut opts = AlphaOptions::default();
+        if warm.iter().any(|w| w.is_some()) {
+            // Started near the parent's optimum: smaller steps (alpha-beta-CROWN likewise
+            // lowers its slope learning rate in branch and bound).
+            opts.learning_rate = WARM_LEARNING_RATE;
+        }
         let lower =
-            self.alpha_chunk(target, spec, rows, iterations, opts, start, splits, Some(&mut last), stop_above)?;
-        Ok(BetaBounds { lower, lower_matrices: last.la, x_star: last.x_star })
+            self.alpha_chunk(target, spec, rows, iterations, opts, start, splits, Some(&mut last), stop_above, warm)?;
+        Ok(BetaBounds { lower, lower_matrices: last.la, x_star: last.x_star, warm: last.warm, state: last.state })
     }
 
     /// The unstable neuron feeding a ReLU whose triangle relaxation costs the bound the most
@@ -1103,8 +1136,19 @@ impl BoundTable<'_> {
         rows: usize,
         taken: &[NeuronSplit],
     ) -> Option<(NodeId, usize)> {
+        self.babsr_candidates(la, rows, taken, 1).first().copied()
+    }
+
+    /// The `k` best neurons by BaBSR's score (see [`BoundTable::babsr_relu_input`]), best first.
+    pub fn babsr_candidates(
+        &self,
+        la: &[Option<Vec<f64>>],
+        rows: usize,
+        taken: &[NeuronSplit],
+        k: usize,
+    ) -> Vec<(NodeId, usize)> {
         let g = self.graph;
-        let mut best: Option<((f64, f64), NodeId, usize)> = None;
+        let mut scored: Vec<((f64, f64), NodeId, usize)> = Vec::new();
         for (id, node) in g.nodes.iter().enumerate() {
             if !matches!(node.op, Op::Relu(_)) {
                 continue;
@@ -1120,13 +1164,106 @@ impl BoundTable<'_> {
                 }
                 let intercept = u * (-l) / (u - l);
                 let take: f64 = coef.map_or(0.0, |m| (0..rows).map(|r| (-m[r * w + i]).max(0.0)).sum());
-                let score = (take * intercept, intercept);
-                if best.is_none_or(|(s, _, _)| score.0 > s.0 || (score.0 == s.0 && score.1 > s.1)) {
-                    best = Some((score, p, i));
+                scored.push(((take * intercept, intercept), p, i));
+            }
+        }
+        // Best first; among equal scores the earliest neuron.
+        let better = |a: &(f64, f64), b: &(f64, f64)| b.0.total_cmp(&a.0).then(b.1.total_cmp(&a.1));
+        let k = k.min(scored.len());
+        if k == 0 {
+            return Vec::new();
+        }
+        if k < scored.len() {
+            scored.select_nth_unstable_by(k - 1, |a, b| better(&a.0, &b.0));
+            scored.truncate(k);
+        }
+        scored.sort_by(|a, b| better(&a.0, &b.0));
+        scored.into_iter().map(|(_, p, i)| (p, i)).collect()
+    }
+
+    /// Filtered smart branching's estimate (De Palma et al. 2021, as in alpha-beta-CROWN's
+    /// FSB): for each candidate neuron, the lower bounds of the `spec` rows on its active and
+    /// its inactive child, from one backward pass with the parent's final slopes and
+    /// multipliers (`beta`, from [`BoundTable::beta_lower`] on this table) and the neuron's
+    /// relaxation replaced by the identity or zero. Intermediate bounds are not recomputed: a
+    /// heuristic for choosing the split, never a bound. `None` when the parent's state does not
+    /// allow it (no recorded state, or MaxPool lines).
+    pub fn split_estimates(
+        &self,
+        target: NodeId,
+        spec: &[f64],
+        rows: usize,
+        beta: &BetaBounds,
+        candidates: &[(NodeId, usize)],
+    ) -> Result<Option<Vec<[Vec<f64>; 2]>>> {
+        let g = self.graph;
+        let Some((alpha, betas)) = beta.state.as_ref() else { return Ok(None) };
+        if rows == 0 || candidates.is_empty() || alpha.iter().any(|a| matches!(a, Some(NodeAlpha::Pool(_)))) {
+            return Ok(None);
+        }
+        let width = spec.len() / rows;
+        let copies = 2 * candidates.len();
+        let all = copies * rows;
+        // Row q of the batch is candidate q / (2 rows), side (q / rows) % 2, parent row q % rows.
+        let mut big_alpha: Vec<Option<NodeAlpha>> = alpha
+            .iter()
+            .map(|a| match a {
+                Some(NodeAlpha::Lines(v)) => Some(NodeAlpha::Lines(AlphaVars {
+                    lo: v.lo.repeat(copies),
+                    lo_off: v.lo_off.repeat(copies),
+                    lo_pt: Vec::new(),
+                    hi: v.hi.repeat(copies),
+                    hi_off: v.hi_off.repeat(copies),
+                    hi_pt: Vec::new(),
+                    lim: v.lim.clone(),
+                })),
+                _ => None,
+            })
+            .collect();
+        for (c, &(p, i)) in candidates.iter().enumerate() {
+            let Some(relu) = g.nodes.iter().position(|n| matches!(n.op, Op::Relu(_)) && n.inputs.first() == Some(&p))
+            else {
+                return Ok(None);
+            };
+            if relu >= big_alpha.len() {
+                return Ok(None);
+            }
+            let w = g.nodes[relu].shape.iter().product::<usize>();
+            if big_alpha[relu].is_none() {
+                // No optimised lines at this ReLU: start from its relaxation's own lines.
+                let Some(rel) = self.relax[relu].as_ref() else { return Ok(None) };
+                let (lmap, umap) = (rel.lower(), rel.upper());
+                let lo: Vec<f64> = (0..w).map(|j| lmap.parts[0].diag(j)).collect();
+                let hi: Vec<f64> = (0..w).map(|j| umap.parts[0].diag(j)).collect();
+                big_alpha[relu] = Some(NodeAlpha::Lines(AlphaVars {
+                    lo: lo.repeat(all),
+                    lo_off: lmap.offset.repeat(all),
+                    lo_pt: Vec::new(),
+                    hi: hi.repeat(all),
+                    hi_off: umap.offset.repeat(all),
+                    hi_pt: Vec::new(),
+                    lim: vec![(0.0, 1.0); w],
+                }));
+            }
+            let Some(NodeAlpha::Lines(v)) = big_alpha[relu].as_mut() else { return Ok(None) };
+            for side in 0..2 {
+                let slope = if side == 0 { 1.0 } else { 0.0 };
+                for r in 0..rows {
+                    let k = ((2 * c + side) * rows + r) * w + i;
+                    (v.lo[k], v.hi[k], v.lo_off[k], v.hi_off[k]) = (slope, slope, 0.0, 0.0);
                 }
             }
         }
-        best.map(|(_, p, i)| (p, i))
+        let big_betas: Vec<BetaVar> =
+            betas.iter().map(|b| BetaVar { value: b.value.repeat(copies), ..b.clone() }).collect();
+        let big_spec = spec.repeat(copies);
+        debug_assert_eq!(big_spec.len(), all * width);
+        let b = self.backward_general(target, &big_spec, all, Some(&big_alpha), &big_betas, None)?;
+        Ok(Some(
+            (0..candidates.len())
+                .map(|c| [0, 1].map(|side| b.lower[(2 * c + side) * rows..(2 * c + side + 1) * rows].to_vec()))
+                .collect(),
+        ))
     }
 
     /// alpha-CROWN lower bounds of `spec` rows: each row optimised on its own, starting from
@@ -1182,6 +1319,7 @@ impl BoundTable<'_> {
                     &[],
                     None,
                     None,
+                    &[],
                 )
             })
             .collect();
@@ -1230,6 +1368,7 @@ impl BoundTable<'_> {
         splits: &[NeuronSplit],
         last: Option<&mut Recording>,
         stop_above: Option<&[f64]>,
+        warm: &[Option<&RowWarm>],
     ) -> Result<Vec<f64>> {
         let g = self.graph;
         let n_nodes = target.0 + 1;
@@ -1243,6 +1382,15 @@ impl BoundTable<'_> {
                 value: vec![0.0; rows],
             })
             .collect();
+        let warm_of = |r: usize| warm.get(r).copied().flatten();
+        for bv in &mut betas {
+            for (r, v) in bv.value.iter_mut().enumerate() {
+                let inherited = warm_of(r).and_then(|w| {
+                    w.betas.iter().find(|b| (b.0, b.1, b.2) == (bv.node, bv.index, bv.sign > 0.0)).map(|b| b.3)
+                });
+                *v = inherited.filter(|b| b.is_finite()).unwrap_or(0.0).max(0.0);
+            }
+        }
         // Initial slopes: CROWN's lines; NaN marks lines that stay fixed.
         let mut alpha: Vec<Option<NodeAlpha>> = vec![None; n_nodes];
         let mut range: Vec<Option<AlphaRange>> = vec![None; n_nodes];
@@ -1286,6 +1434,22 @@ impl BoundTable<'_> {
                 hi_pt: vec![0.0; n],
                 lim,
             };
+            // A parent's slopes where both it and this subdomain optimise the line.
+            let w = v.lim.len();
+            for r in 0..rows {
+                let Some((_, wlo, whi)) = warm_of(r).and_then(|wr| wr.lines.iter().find(|l| l.0 == id)) else {
+                    continue;
+                };
+                for (j, &(smin, smax)) in v.lim.iter().enumerate() {
+                    let k = r * w + j;
+                    if let Some(&a) = wlo.get(j).filter(|a| !a.is_nan() && !v.lo[k].is_nan()) {
+                        v.lo[k] = f64::from(a).clamp(smin, smax);
+                    }
+                    if let Some(&a) = whi.get(j).filter(|a| !a.is_nan() && !v.hi[k].is_nan()) {
+                        v.hi[k] = f64::from(a).clamp(smin, smax);
+                    }
+                }
+            }
             self.alpha_offsets(id, &mut v);
             alpha[id] = Some(NodeAlpha::Lines(v));
             range[id] = Some(rg);
@@ -1306,10 +1470,16 @@ impl BoundTable<'_> {
         let mut m1: Vec<Option<Vec<f64>>> = alpha.iter().map(zeros).collect();
         let mut m2 = m1.clone();
         let mut lr = opts.learning_rate;
+        // Per row, the state of its best bound so far (only when the caller records).
+        let keep = last.is_some();
+        let mut snap: Vec<Option<RowWarm>> = vec![None; if keep { rows } else { 0 }];
         for it in 0..iterations {
             let mut rec = Recording { la: vec![None; n_nodes], ..Recording::default() };
             let b = self.backward_general(target, spec, rows, Some(&alpha), &betas, Some(&mut rec))?;
-            for (bst, v) in best.iter_mut().zip(&b.lower) {
+            for (r, (bst, v)) in best.iter_mut().zip(&b.lower).enumerate() {
+                if keep && *v > *bst {
+                    snap[r] = Some(Self::row_state(&alpha, &betas, r));
+                }
                 *bst = bst.max(*v);
             }
             if rec.x_star.is_empty() || stop_above.is_some_and(|t| best.iter().zip(t).all(|(b, t)| b > t)) {
@@ -1381,13 +1551,39 @@ impl BoundTable<'_> {
         }
         let mut rec = Recording { la: vec![None; n_nodes], ..Recording::default() };
         let b = self.backward_general(target, spec, rows, Some(&alpha), &betas, last.is_some().then_some(&mut rec))?;
-        for (bst, v) in best.iter_mut().zip(&b.lower) {
+        for (r, (bst, v)) in best.iter_mut().zip(&b.lower).enumerate() {
+            if keep && (*v > *bst || snap[r].is_none()) {
+                snap[r] = Some(Self::row_state(&alpha, &betas, r));
+            }
             *bst = bst.max(*v);
         }
         if let Some(out) = last {
+            rec.warm = snap.into_iter().map(Option::unwrap_or_default).collect();
+            rec.state = Some((alpha, betas));
             *out = rec;
         }
         Ok(best)
+    }
+
+    /// Row `r`'s optimised slopes and multipliers (see [`RowWarm`]).
+    fn row_state(alpha: &[Option<NodeAlpha>], betas: &[BetaVar], r: usize) -> RowWarm {
+        let lines = alpha
+            .iter()
+            .enumerate()
+            .filter_map(|(id, a)| match a {
+                Some(NodeAlpha::Lines(v)) => {
+                    let w = v.lim.len();
+                    let lo: Vec<f32> = v.lo[r * w..(r + 1) * w].iter().map(|&a| a as f32).collect();
+                    let hi = &v.hi[r * w..(r + 1) * w];
+                    let hi: Vec<f32> =
+                        if hi.iter().all(|a| a.is_nan()) { Vec::new() } else { hi.iter().map(|&a| a as f32).collect() };
+                    Some((id, lo, hi))
+                }
+                _ => None,
+            })
+            .collect();
+        let betas = betas.iter().map(|b| (b.node, b.index, b.sign > 0.0, b.value[r])).collect();
+        RowWarm { lines, betas }
     }
 
     /// Every node's value (rows x width) at each row's recorded x* through the lines that

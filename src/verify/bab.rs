@@ -9,15 +9,17 @@
 //! by beta-CROWN, Wang et al. 2021): a subdomain is a set of neurons fixed active (>= 0) or
 //! inactive (<= 0), enforced through their intermediate bounds and, by Lagrange multipliers,
 //! in the final bound; the two children of a split cover the parent. The neuron to split is
-//! chosen by BaBSR's intercept score; every subdomain's bound minimiser is a candidate
-//! counterexample.
+//! chosen by filtered smart branching (De Palma et al. 2021): BaBSR's intercept score names a
+//! few candidates, and one backward pass with the parent's slopes and multipliers estimates
+//! each one's children. Children start their optimisation where the parent's stopped (as
+//! alpha-beta-CROWN does). Every subdomain's bound minimiser is a candidate counterexample.
 
 use super::{CaseRows, InputBound, Options, SubdomainBound};
 use crate::attack::check_point;
 use crate::attack::gradient::value_and_grad;
 use crate::attack::pgd::{pgd_from, to_f32_in_box};
 use crate::attack::PgdOptions;
-use crate::bounds::{Interval, NeuronSplit};
+use crate::bounds::{Interval, NeuronSplit, RowWarm};
 use crate::error::Result;
 use crate::ir::{Graph, NodeId};
 use crate::spec::vnnlib::Case;
@@ -25,6 +27,7 @@ use crate::spec::Region;
 use rayon::prelude::*;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Counters of a branch-and-bound run.
@@ -276,6 +279,8 @@ struct SplitDomain {
     open: Vec<usize>,
     score: f64,
     next: (NodeId, usize),
+    /// The optimised state of its rows, shared by its two children.
+    warm: Vec<(usize, Arc<RowWarm>)>,
 }
 
 worst_first!(SplitDomain);
@@ -297,8 +302,8 @@ pub fn relu_split(
 ) -> Result<CaseResult> {
     let region = Region::from_box(case.lo.clone(), case.hi.clone())?;
     let prior = (!root.is_empty()).then_some(root);
-    let bound = |open: &[usize], splits: &[NeuronSplit]| {
-        rows.bound_splits(graph, &region, open, splits, prior, BETA_ITERATIONS)
+    let bound = |open: &[usize], splits: &[NeuronSplit], warm: &[(usize, Arc<RowWarm>)]| {
+        rows.bound_splits(graph, &region, open, splits, prior, BETA_ITERATIONS, warm)
     };
     let out = super::output_node(graph);
     // A candidate from bound propagation that is a real counterexample ends the search.
@@ -306,7 +311,7 @@ pub fn relu_split(
         let x32 = to_f32_in_box(x, &case.lo, &case.hi);
         Ok(check_point(graph, out, &rows.goal, &x32)?.map(|_| x32))
     };
-    let Some(root_bound) = bound(&open, &[])? else {
+    let Some(root_bound) = bound(&open, &[], &[])? else {
         return Ok(CaseResult::Unsat);
     };
     stats.domains += 1;
@@ -321,32 +326,41 @@ pub fn relu_split(
     };
     let polish = PgdOptions { steps: 20, restarts: 1, seed: 0, step: 0.1, deadline: Some(deadline) };
     let mut heap = BinaryHeap::new();
-    heap.push(SplitDomain { splits: Vec::new(), open: root_bound.still, score: root_bound.score, next });
+    heap.push(SplitDomain {
+        splits: Vec::new(),
+        open: root_bound.still,
+        score: root_bound.score,
+        next,
+        warm: root_bound.warm,
+    });
     while !heap.is_empty() {
         let batch = match next_round(&mut heap, opts, deadline) {
             Ok(b) => b,
             Err(end) => return Ok(end),
         };
-        let jobs: Vec<(Vec<NeuronSplit>, Vec<usize>)> = batch
+        type Job = (Vec<NeuronSplit>, Vec<usize>, Vec<(usize, Arc<RowWarm>)>);
+        let jobs: Vec<Job> = batch
             .into_iter()
             .flat_map(|d| {
                 let (node, index) = d.next;
                 [true, false].map(|active| {
                     let mut s = d.splits.clone();
                     s.push(NeuronSplit { node, index, active });
-                    (s, d.open.clone())
+                    (s, d.open.clone(), d.warm.clone())
                 })
             })
             .collect();
         stats.domains += jobs.len();
         // Subdomains not started by the deadline are skipped (a round of beta-CROWN can take
         // seconds on image models), and the search then ends in a timeout.
-        let results: Vec<Option<Result<Option<SubdomainBound>>>> =
-            jobs.par_iter().map(|(splits, open)| (Instant::now() < deadline).then(|| bound(open, splits))).collect();
+        let results: Vec<Option<Result<Option<SubdomainBound>>>> = jobs
+            .par_iter()
+            .map(|(splits, open, warm)| (Instant::now() < deadline).then(|| bound(open, splits, warm)))
+            .collect();
         let mut skipped = false;
         let mut fixed_open = false;
         let mut candidates: Vec<(f64, Vec<f64>)> = Vec::new();
-        for ((splits, _), r) in jobs.into_iter().zip(results) {
+        for ((splits, _, _), r) in jobs.into_iter().zip(results) {
             let Some(r) = r else {
                 skipped = true;
                 continue;
@@ -363,7 +377,9 @@ pub fn relu_split(
             match (b.still.is_empty(), b.next) {
                 (true, _) => {}
                 (false, None) => fixed_open = true,
-                (false, Some(next)) => heap.push(SplitDomain { splits, open: b.still, score: b.score, next }),
+                (false, Some(next)) => {
+                    heap.push(SplitDomain { splits, open: b.still, score: b.score, next, warm: b.warm })
+                }
             }
         }
         if skipped {

@@ -17,11 +17,13 @@ mod bab;
 use crate::attack::{check_point, pgd, Goal, PgdOptions};
 use crate::bounds::{
     alpha_crown_with_table, bound_spec, crown_lower_with_minimizers, crown_with_splits, Interval, Method, NeuronSplit,
+    RowWarm,
 };
 use crate::error::{Error, Result};
 use crate::ir::{Graph, NodeId};
 use crate::spec::vnnlib::{Case, Property};
 use crate::spec::Region;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use bab::{BabStats, CaseResult};
@@ -178,6 +180,9 @@ fn attack_case(graph: &Graph, case: &Case, n_out: usize, opts: &PgdOptions) -> R
     Ok(pgd(graph, &region, output_node(graph), &goal, opts)?.map(|f| f.x))
 }
 
+/// Neurons (BaBSR's best) whose children filtered smart branching estimates per subdomain.
+const FSB_CANDIDATES: usize = 8;
+
 /// What bounding one ReLU-splitting subdomain found.
 pub(crate) struct SubdomainBound {
     /// The groups still open.
@@ -188,6 +193,8 @@ pub(crate) struct SubdomainBound {
     pub next: Option<(NodeId, usize)>,
     /// An input point worth trying as a counterexample.
     pub candidate: Option<Vec<f64>>,
+    /// Per goal row still bounded by beta-CROWN, its optimised state (for the children).
+    pub warm: Vec<(usize, Arc<RowWarm>)>,
 }
 
 /// Rows of the open disjuncts of a case, and which disjuncts CROWN closes on a box.
@@ -325,6 +332,7 @@ impl CaseRows {
         splits: &[NeuronSplit],
         prior: Option<&[Option<Interval>]>,
         beta_iterations: usize,
+        warm: &[(usize, Arc<RowWarm>)],
     ) -> Result<Option<SubdomainBound>> {
         let (rows, c) = self.open_rows(open);
         if rows.is_empty() {
@@ -333,6 +341,7 @@ impl CaseRows {
                 score: f64::NEG_INFINITY,
                 next: None,
                 candidate: None,
+                warm: Vec::new(),
             }));
         }
         let out = output_node(graph);
@@ -340,25 +349,54 @@ impl CaseRows {
             return Ok(None);
         };
         let (mut still, mut score, _) = self.close(open, &rows, &b);
-        let mut lower_matrices = None;
+        let mut parent = None;
         let mut candidate = None;
+        let mut kept = Vec::new();
         if !still.is_empty() && beta_iterations > 0 {
             let (rows2, c2) = self.open_rows(&still);
             let at: Vec<usize> = rows2.iter().map(|r| rows.iter().position(|x| x == r).expect("a subset")).collect();
             let start: Vec<f64> = at.iter().map(|&k| b.lower[k]).collect();
             let d: Vec<f64> = rows2.iter().map(|&r| self.goal.d[r]).collect();
-            let beta = table.beta_lower(out, &c2, rows2.len(), splits, beta_iterations, &start, Some(&d))?;
+            let from: Vec<Option<&RowWarm>> =
+                rows2.iter().map(|r| warm.iter().find(|w| w.0 == *r).map(|w| &*w.1)).collect();
+            let mut beta = table.beta_lower(out, &c2, rows2.len(), splits, beta_iterations, &start, Some(&d), &from)?;
+            kept = rows2.iter().copied().zip(std::mem::take(&mut beta.warm).into_iter().map(Arc::new)).collect();
             for (&k, v) in at.iter().zip(&beta.lower) {
                 b.lower[k] = b.lower[k].max(*v);
             }
             (still, score, _) = self.close(open, &rows, &b);
             // The input minimising the worst row's linear bound: a candidate counterexample.
             candidate = self.worst_row_point(&rows2, &beta.lower, &beta.x_star, region.len());
-            lower_matrices = Some((beta.lower_matrices, rows2.len()));
+            parent = Some((beta, rows2, c2));
         }
-        let next = match (&lower_matrices, still.is_empty()) {
+        let next = match (&parent, still.is_empty()) {
             (_, true) => None,
-            (Some((la, n)), false) => table.babsr_relu_input(la, *n, splits),
+            (Some((beta, rows2, c2)), false) => {
+                let n = rows2.len();
+                let candidates = table.babsr_candidates(&beta.lower_matrices, n, splits, FSB_CANDIDATES);
+                let estimates = table.split_estimates(out, c2, n, beta, &candidates)?;
+                match estimates {
+                    // The candidate that leaves its two children the least to close: per
+                    // child, the sum over rows of how far each row's bound (at least the
+                    // parent's) stays below its threshold. A split that closes most rows of
+                    // one child wins over one that nudges every row of both a little.
+                    Some(est) => {
+                        let d: Vec<f64> = rows2.iter().map(|&r| self.goal.d[r]).collect();
+                        let left = |lower: &[f64]| -> f64 {
+                            lower.iter().zip(&beta.lower).zip(&d).map(|((e, p), d)| (e.max(*p) - d).min(0.0)).sum()
+                        };
+                        let mut best: Option<(f64, (NodeId, usize))> = None;
+                        for (cand, [act, inact]) in candidates.iter().zip(&est) {
+                            let q = left(act) + left(inact);
+                            if best.is_none_or(|(b, _)| q > b) {
+                                best = Some((q, *cand));
+                            }
+                        }
+                        best.map(|(_, c)| c)
+                    }
+                    None => candidates.first().copied(),
+                }
+            }
             (None, false) => table.widest_unstable_relu_input(splits),
         };
         if next.is_none() && !still.is_empty() {
@@ -367,7 +405,7 @@ impl CaseRows {
             // (Neumaier-Shcherbina) bound counts.
             still.retain(|&k| !self.lp_closes(graph, region, &table, k, splits));
         }
-        Ok(Some(SubdomainBound { still, score, next, candidate }))
+        Ok(Some(SubdomainBound { still, score, next, candidate, warm: kept }))
     }
 
     /// Whether the LP relaxation with the splits as constraints proves group `k` unreachable.
