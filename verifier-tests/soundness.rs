@@ -4,7 +4,7 @@
 //! its bound. Any violation fails.
 
 use proptest::prelude::*;
-use robustcert::bounds::{bound_spec, BoundTable, Method, NeuronSplit, RowWarm};
+use robustcert::bounds::{bound_spec, AffineCache, BoundTable, Method, NeuronSplit, RowWarm};
 use robustcert::ir::{Graph, Node, NodeId, Param, Tensor, ValueInfo};
 use robustcert::ops::{self, Op, Operator};
 use robustcert::spec::{Norm, Region};
@@ -490,7 +490,8 @@ fn check_beta(graph: &Graph, pre: [NodeId; 2], region: &Region, seed: u64) -> Re
         .filter(|(_, v)| holds(v))
         .collect();
     let prior = root.bounds.clone();
-    let Some(mut t) = BoundTable::with_splits(graph, region, Method::Crown, out, None, &splits, Some(&prior))
+    let cache = AffineCache::new(graph);
+    let Some(mut t) = BoundTable::with_splits(graph, region, Method::Crown, out, None, &splits, Some(&prior), None)
         .map_err(|e| e.to_string())?
     else {
         return match inside.first() {
@@ -504,7 +505,7 @@ fn check_beta(graph: &Graph, pre: [NodeId; 2], region: &Region, seed: u64) -> Re
     // as branch and bound does.
     let parent = &splits[..splits.len() - 1];
     let warm: Vec<RowWarm> =
-        match BoundTable::with_splits(graph, region, Method::Crown, out, None, parent, Some(&prior)) {
+        match BoundTable::with_splits(graph, region, Method::Crown, out, None, parent, Some(&prior), Some(&cache)) {
             Ok(Some(mut pt)) => {
                 let c = pt.backward(out, &spec, w).map_err(|e| e.to_string())?;
                 pt.beta_lower(out, &spec, w, parent, 10, &c.lower, None, &[]).map_err(|e| e.to_string())?.warm

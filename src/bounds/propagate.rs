@@ -11,6 +11,7 @@ use crate::num::{add_down, add_up, gamma, mul_up, up, UNIT_ROUNDOFF};
 use crate::ops::{Op, Operator, RelaxInput};
 use crate::spec::Region;
 use rayon::prelude::*;
+use std::sync::{Arc, OnceLock};
 
 /// Which bound engine computes the bounds of the pre-activation (intermediate) nodes and the
 /// outputs.
@@ -34,7 +35,9 @@ pub struct BoundTable<'g> {
     graph: &'g Graph,
     region: &'g Region,
     pub bounds: Vec<Option<Interval>>,
-    relax: Vec<Option<Relaxation>>,
+    relax: Vec<Option<Arc<Relaxation>>>,
+    /// Affine relaxations shared with other tables of the same graph.
+    cache: Option<&'g AffineCache>,
     /// Per node, the rounding charge t_j of its backward step (see `backward_rows`).
     charge: Vec<Option<Vec<f64>>>,
     /// The region's bounding box, for concretisation.
@@ -55,6 +58,42 @@ pub struct NeuronSplit {
 pub struct SpecBounds {
     pub lower: Vec<f64>,
     pub upper: Vec<f64>,
+}
+
+/// The relaxations of a graph's affine nodes (a convolution's sparse matrix, a layer's
+/// weights), which do not depend on any bounds: built once and shared by the bound tables of
+/// every subdomain of a branch and bound, which would otherwise rebuild them each time.
+pub struct AffineCache {
+    maps: Vec<OnceLock<Option<Arc<Relaxation>>>>,
+}
+
+impl AffineCache {
+    pub fn new(graph: &Graph) -> AffineCache {
+        AffineCache { maps: (0..graph.nodes.len()).map(|_| OnceLock::new()).collect() }
+    }
+}
+
+/// Ops whose relaxation is an exact affine map that ignores the input bounds.
+fn is_bound_free_affine(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Constant(_)
+            | Op::Gemm(_)
+            | Op::MatMul(_)
+            | Op::Add(_)
+            | Op::Sub(_)
+            | Op::Mul(_)
+            | Op::Div(_)
+            | Op::Conv(_)
+            | Op::BatchNorm(_)
+            | Op::Reshape(_)
+            | Op::Transpose(_)
+            | Op::Concat(_)
+            | Op::Pad(_)
+            | Op::AveragePool(_)
+            | Op::GlobalAveragePool(_)
+            | Op::ReduceMean(_)
+    )
 }
 
 fn is_piecewise_or_smooth(op: &Op) -> bool {
@@ -96,7 +135,7 @@ impl<'g> BoundTable<'g> {
         upto: NodeId,
         alpha: Option<AlphaOptions>,
     ) -> Result<Self> {
-        Self::with_splits(graph, region, method, upto, alpha, &[], None)?.ok_or_else(|| {
+        Self::with_splits(graph, region, method, upto, alpha, &[], None, None)?.ok_or_else(|| {
             Error::InvalidArgument("bounds contradict each other on the whole region (a bound is unsound)".into())
         })
     }
@@ -108,7 +147,8 @@ impl<'g> BoundTable<'g> {
     /// `prior`: bounds of every node computed earlier on the whole region (without splits),
     /// e.g. by alpha-CROWN at the root of a branch and bound. They hold on any part of it, so
     /// nodes up to the first split node take them as they are (nothing before a split depends
-    /// on it) and later nodes are intersected with them.
+    /// on it) and later nodes are intersected with them. `cache`: affine relaxations to share.
+    #[allow(clippy::too_many_arguments)]
     pub fn with_splits(
         graph: &'g Graph,
         region: &'g Region,
@@ -117,6 +157,7 @@ impl<'g> BoundTable<'g> {
         alpha: Option<AlphaOptions>,
         splits: &[NeuronSplit],
         prior: Option<&[Option<Interval>]>,
+        cache: Option<&'g AffineCache>,
     ) -> Result<Option<Self>> {
         if graph.inputs.len() != 1 {
             return Err(Error::InvalidArgument("bound propagation needs a single-input model".into()));
@@ -134,6 +175,7 @@ impl<'g> BoundTable<'g> {
             region,
             bounds: vec![None; graph.nodes.len()],
             relax: vec![None; graph.nodes.len()],
+            cache: cache.filter(|c| c.maps.len() == graph.nodes.len()),
             charge: vec![None; graph.nodes.len()],
             input_box: region.bounding_box(),
         };
@@ -195,7 +237,7 @@ impl<'g> BoundTable<'g> {
             let on_box = node.inputs.len() == 1 && box_exact[node.inputs[0].0];
             if on_box && method != Method::Ibp && !matches!(node.op, Op::Input(_)) {
                 t.ensure_relaxation(NodeId(id))?;
-                if let Some(Relaxation::Affine(m)) = t.relax[id].as_ref() {
+                if let Some(Relaxation::Affine(m)) = t.relax[id].as_deref() {
                     tight[id] = vec![true; iv.lo.len()];
                     box_exact[id] = m.parts[0].max_row_len() <= 1 && m.parts[0].max_col_len() <= 1;
                 }
@@ -303,15 +345,25 @@ impl<'g> BoundTable<'g> {
             return Ok(());
         }
         let node = &self.graph.nodes[id.0];
-        let rel = {
+        let compute = || -> Result<Relaxation> {
             let r = self.relax_input(id)?;
-            node.op.relaxation(&r).map_err(|e| Error::node(&node.name, node.op.name(), e.to_string()))?
+            node.op.relaxation(&r).map_err(|e| Error::node(&node.name, node.op.name(), e.to_string()))
+        };
+        let shared = match self.cache {
+            Some(c) if is_bound_free_affine(&node.op) => c.maps[id.0]
+                .get_or_init(|| compute().ok().filter(|r| matches!(r, Relaxation::Affine(_))).map(Arc::new))
+                .clone(),
+            _ => None,
+        };
+        let rel = match shared {
+            Some(r) => r,
+            None => Arc::new(compute()?),
         };
         // Rounding charge per output element j of this node:
         // t_j = gamma * (|L| m + |U| m)_j + err_rel * ((|S| m)_j + |c_j|) + err_abs_j,
         // with m the inputs' magnitudes. A row's backward step costs at most |A_row| . t.
         let (lmap, umap) = (rel.lower(), rel.upper());
-        let affine = matches!(rel, Relaxation::Affine(_));
+        let affine = matches!(*rel, Relaxation::Affine(_));
         let n_out = lmap.out_len();
         let mut abs_sm = vec![0.0; n_out];
         let mut max_col = 0;
@@ -410,7 +462,7 @@ impl<'g> BoundTable<'g> {
     fn backward_neurons(&mut self, target: NodeId, idx: &[usize]) -> Result<SpecBounds> {
         self.ensure_relaxations_upto(target)?;
         let node = &self.graph.nodes[target.0];
-        if let (Some(Relaxation::Affine(m)), [p]) = (self.relax[target.0].as_ref(), node.inputs.as_slice()) {
+        if let (Some(Relaxation::Affine(m)), [p]) = (self.relax[target.0].as_deref(), node.inputs.as_slice()) {
             // An affine node of one input: the first backward step of the one-hot row of
             // neuron i is row i of the map, with offset b_i charged as the general pass
             // charges it (one term: gamma_2). Starting at the input with these rows skips the
@@ -567,7 +619,7 @@ impl<'g> BoundTable<'g> {
                 result = Some(SpecBounds { lower, upper });
                 continue;
             }
-            let rel = self.relax[id].as_ref().expect("relaxations are computed before the pass");
+            let rel = self.relax[id].as_deref().expect("relaxations are computed before the pass");
             let t = self.charge[id].as_ref().expect("charges are computed with the relaxations");
             let (lmap, umap) = (rel.lower(), rel.upper());
             let affine = matches!(rel, Relaxation::Affine(_));
@@ -764,8 +816,9 @@ pub fn crown_with_splits<'g>(
     rows: usize,
     splits: &[NeuronSplit],
     prior: Option<&[Option<Interval>]>,
+    cache: Option<&'g AffineCache>,
 ) -> Result<Option<(SpecBounds, BoundTable<'g>)>> {
-    let Some(mut t) = BoundTable::with_splits(graph, region, Method::Crown, output, None, splits, prior)? else {
+    let Some(mut t) = BoundTable::with_splits(graph, region, Method::Crown, output, None, splits, prior, cache)? else {
         return Ok(None);
     };
     let b = crown_within_ibp(&mut t, output, spec, rows)?;
@@ -1231,7 +1284,7 @@ impl BoundTable<'_> {
             let w = g.nodes[relu].shape.iter().product::<usize>();
             if big_alpha[relu].is_none() {
                 // No optimised lines at this ReLU: start from its relaxation's own lines.
-                let Some(rel) = self.relax[relu].as_ref() else { return Ok(None) };
+                let Some(rel) = self.relax[relu].as_deref() else { return Ok(None) };
                 let (lmap, umap) = (rel.lower(), rel.upper());
                 let lo: Vec<f64> = (0..w).map(|j| lmap.parts[0].diag(j)).collect();
                 let hi: Vec<f64> = (0..w).map(|j| umap.parts[0].diag(j)).collect();
@@ -1402,7 +1455,7 @@ impl BoundTable<'_> {
                     continue;
                 }
             }
-            let (Some(rg), Some(rel)) = (Self::alpha_range(&node.op), self.relax[id].as_ref()) else { continue };
+            let (Some(rg), Some(rel)) = (Self::alpha_range(&node.op), self.relax[id].as_deref()) else { continue };
             let b = self.bounds[node.inputs[0].0].as_ref().expect("computed");
             let (lmap, umap) = (rel.lower(), rel.upper());
             let open: Vec<bool> = (0..b.lo.len()).map(|j| Self::alpha_neuron(&node.op, b.lo[j], b.hi[j])).collect();
@@ -1603,7 +1656,7 @@ impl BoundTable<'_> {
                 vals[id] = Some(rec.x_star.clone());
                 continue;
             }
-            let Some(rel) = self.relax[id].as_ref() else { continue };
+            let Some(rel) = self.relax[id].as_deref() else { continue };
             if node.inputs.iter().any(|p| vals[p.0].is_none()) {
                 continue;
             }

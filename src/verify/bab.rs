@@ -14,12 +14,12 @@
 //! each one's children. Children start their optimisation where the parent's stopped (as
 //! alpha-beta-CROWN does). Every subdomain's bound minimiser is a candidate counterexample.
 
-use super::{CaseRows, InputBound, Options, SubdomainBound};
+use super::{CaseRows, Inherited, InputBound, Options, SubdomainBound};
 use crate::attack::check_point;
 use crate::attack::gradient::value_and_grad;
 use crate::attack::pgd::{pgd_from, to_f32_in_box};
 use crate::attack::PgdOptions;
-use crate::bounds::{Interval, NeuronSplit, RowWarm};
+use crate::bounds::{AffineCache, Interval, NeuronSplit};
 use crate::error::Result;
 use crate::ir::{Graph, NodeId};
 use crate::spec::vnnlib::Case;
@@ -27,7 +27,6 @@ use crate::spec::Region;
 use rayon::prelude::*;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
-use std::sync::Arc;
 use std::time::Instant;
 
 /// Counters of a branch-and-bound run.
@@ -279,8 +278,8 @@ struct SplitDomain {
     open: Vec<usize>,
     score: f64,
     next: (NodeId, usize),
-    /// The optimised state of its rows, shared by its two children.
-    warm: Vec<(usize, Arc<RowWarm>)>,
+    /// What its active and its inactive child inherit.
+    children: [Inherited; 2],
 }
 
 worst_first!(SplitDomain);
@@ -302,8 +301,9 @@ pub fn relu_split(
 ) -> Result<CaseResult> {
     let region = Region::from_box(case.lo.clone(), case.hi.clone())?;
     let prior = (!root.is_empty()).then_some(root);
-    let bound = |open: &[usize], splits: &[NeuronSplit], warm: &[(usize, Arc<RowWarm>)]| {
-        rows.bound_splits(graph, &region, open, splits, prior, BETA_ITERATIONS, warm)
+    let cache = AffineCache::new(graph);
+    let bound = |open: &[usize], splits: &[NeuronSplit], from: &Inherited| {
+        rows.bound_splits(graph, &region, open, splits, prior, BETA_ITERATIONS, from, Some(&cache))
     };
     let out = super::output_node(graph);
     // A candidate from bound propagation that is a real counterexample ends the search.
@@ -311,7 +311,7 @@ pub fn relu_split(
         let x32 = to_f32_in_box(x, &case.lo, &case.hi);
         Ok(check_point(graph, out, &rows.goal, &x32)?.map(|_| x32))
     };
-    let Some(root_bound) = bound(&open, &[], &[])? else {
+    let Some(root_bound) = bound(&open, &[], &Inherited::default())? else {
         return Ok(CaseResult::Unsat);
     };
     stats.domains += 1;
@@ -331,22 +331,22 @@ pub fn relu_split(
         open: root_bound.still,
         score: root_bound.score,
         next,
-        warm: root_bound.warm,
+        children: root_bound.children,
     });
     while !heap.is_empty() {
         let batch = match next_round(&mut heap, opts, deadline) {
             Ok(b) => b,
             Err(end) => return Ok(end),
         };
-        type Job = (Vec<NeuronSplit>, Vec<usize>, Vec<(usize, Arc<RowWarm>)>);
-        let jobs: Vec<Job> = batch
+        let jobs: Vec<(Vec<NeuronSplit>, Vec<usize>, Inherited)> = batch
             .into_iter()
             .flat_map(|d| {
                 let (node, index) = d.next;
-                [true, false].map(|active| {
-                    let mut s = d.splits.clone();
+                let SplitDomain { splits, open, children: [on, off], .. } = d;
+                [(true, on), (false, off)].map(|(active, from)| {
+                    let mut s = splits.clone();
                     s.push(NeuronSplit { node, index, active });
-                    (s, d.open.clone(), d.warm.clone())
+                    (s, open.clone(), from)
                 })
             })
             .collect();
@@ -355,7 +355,7 @@ pub fn relu_split(
         // seconds on image models), and the search then ends in a timeout.
         let results: Vec<Option<Result<Option<SubdomainBound>>>> = jobs
             .par_iter()
-            .map(|(splits, open, warm)| (Instant::now() < deadline).then(|| bound(open, splits, warm)))
+            .map(|(splits, open, from)| (Instant::now() < deadline).then(|| bound(open, splits, from)))
             .collect();
         let mut skipped = false;
         let mut fixed_open = false;
@@ -378,7 +378,7 @@ pub fn relu_split(
                 (true, _) => {}
                 (false, None) => fixed_open = true,
                 (false, Some(next)) => {
-                    heap.push(SplitDomain { splits, open: b.still, score: b.score, next, warm: b.warm })
+                    heap.push(SplitDomain { splits, open: b.still, score: b.score, next, children: b.children })
                 }
             }
         }

@@ -16,8 +16,8 @@ mod bab;
 
 use crate::attack::{check_point, pgd, Goal, PgdOptions};
 use crate::bounds::{
-    alpha_crown_with_table, bound_spec, crown_lower_with_minimizers, crown_with_splits, Interval, Method, NeuronSplit,
-    RowWarm,
+    alpha_crown_with_table, bound_spec, crown_lower_with_minimizers, crown_with_splits, AffineCache, Interval, Method,
+    NeuronSplit, RowWarm, SpecBounds,
 };
 use crate::error::{Error, Result};
 use crate::ir::{Graph, NodeId};
@@ -193,8 +193,18 @@ pub(crate) struct SubdomainBound {
     pub next: Option<(NodeId, usize)>,
     /// An input point worth trying as a counterexample.
     pub candidate: Option<Vec<f64>>,
-    /// Per goal row still bounded by beta-CROWN, its optimised state (for the children).
+    /// What the children of the split `next` inherit: the active child's, then the inactive's.
+    pub children: [Inherited; 2],
+}
+
+/// What a subdomain takes from its parent in ReLU-splitting branch and bound.
+#[derive(Clone, Default)]
+pub(crate) struct Inherited {
+    /// Per goal row, the parent's optimised slopes and multipliers (a warm start).
     pub warm: Vec<(usize, Arc<RowWarm>)>,
+    /// Per goal row, a sound lower bound on this subdomain: the parent's estimate of this child
+    /// (see [`crate::bounds::BoundTable::split_estimates`]).
+    pub floor: Vec<(usize, f64)>,
 }
 
 /// Rows of the open disjuncts of a case, and which disjuncts CROWN closes on a box.
@@ -332,7 +342,8 @@ impl CaseRows {
         splits: &[NeuronSplit],
         prior: Option<&[Option<Interval>]>,
         beta_iterations: usize,
-        warm: &[(usize, Arc<RowWarm>)],
+        from: &Inherited,
+        cache: Option<&AffineCache>,
     ) -> Result<Option<SubdomainBound>> {
         let (rows, c) = self.open_rows(open);
         if rows.is_empty() {
@@ -341,25 +352,43 @@ impl CaseRows {
                 score: f64::NEG_INFINITY,
                 next: None,
                 candidate: None,
-                warm: Vec::new(),
+                children: Default::default(),
+            }));
+        }
+        // The parent's estimate of this subdomain may close it before any work.
+        let floor: Vec<f64> =
+            rows.iter().map(|r| from.floor.iter().find(|f| f.0 == *r).map_or(f64::NEG_INFINITY, |f| f.1)).collect();
+        let by_floor = SpecBounds { lower: floor.clone(), upper: vec![f64::INFINITY; rows.len()] };
+        if self.close(open, &rows, &by_floor).0.is_empty() {
+            return Ok(Some(SubdomainBound {
+                still: Vec::new(),
+                score: f64::INFINITY,
+                next: None,
+                candidate: None,
+                children: Default::default(),
             }));
         }
         let out = output_node(graph);
-        let Some((mut b, mut table)) = crown_with_splits(graph, region, out, &c, rows.len(), splits, prior)? else {
+        let Some((mut b, mut table)) = crown_with_splits(graph, region, out, &c, rows.len(), splits, prior, cache)?
+        else {
             return Ok(None);
         };
+        for (l, f) in b.lower.iter_mut().zip(&floor) {
+            *l = l.max(*f);
+        }
         let (mut still, mut score, _) = self.close(open, &rows, &b);
         let mut parent = None;
         let mut candidate = None;
         let mut kept = Vec::new();
+        let mut floors: [Vec<(usize, f64)>; 2] = Default::default();
         if !still.is_empty() && beta_iterations > 0 {
             let (rows2, c2) = self.open_rows(&still);
             let at: Vec<usize> = rows2.iter().map(|r| rows.iter().position(|x| x == r).expect("a subset")).collect();
             let start: Vec<f64> = at.iter().map(|&k| b.lower[k]).collect();
             let d: Vec<f64> = rows2.iter().map(|&r| self.goal.d[r]).collect();
-            let from: Vec<Option<&RowWarm>> =
-                rows2.iter().map(|r| warm.iter().find(|w| w.0 == *r).map(|w| &*w.1)).collect();
-            let mut beta = table.beta_lower(out, &c2, rows2.len(), splits, beta_iterations, &start, Some(&d), &from)?;
+            let warm: Vec<Option<&RowWarm>> =
+                rows2.iter().map(|r| from.warm.iter().find(|w| w.0 == *r).map(|w| &*w.1)).collect();
+            let mut beta = table.beta_lower(out, &c2, rows2.len(), splits, beta_iterations, &start, Some(&d), &warm)?;
             kept = rows2.iter().copied().zip(std::mem::take(&mut beta.warm).into_iter().map(Arc::new)).collect();
             for (&k, v) in at.iter().zip(&beta.lower) {
                 b.lower[k] = b.lower[k].max(*v);
@@ -385,14 +414,18 @@ impl CaseRows {
                         let left = |lower: &[f64]| -> f64 {
                             lower.iter().zip(&beta.lower).zip(&d).map(|((e, p), d)| (e.max(*p) - d).min(0.0)).sum()
                         };
-                        let mut best: Option<(f64, (NodeId, usize))> = None;
-                        for (cand, [act, inact]) in candidates.iter().zip(&est) {
+                        let mut best: Option<(f64, usize)> = None;
+                        for (k, [act, inact]) in est.iter().enumerate() {
                             let q = left(act) + left(inact);
                             if best.is_none_or(|(b, _)| q > b) {
-                                best = Some((q, *cand));
+                                best = Some((q, k));
                             }
                         }
-                        best.map(|(_, c)| c)
+                        best.map(|(_, k)| {
+                            // The estimates are sound bounds on the children: their floors.
+                            floors = est[k].clone().map(|lower| rows2.iter().copied().zip(lower).collect());
+                            candidates[k]
+                        })
                     }
                     None => candidates.first().copied(),
                 }
@@ -405,7 +438,9 @@ impl CaseRows {
             // (Neumaier-Shcherbina) bound counts.
             still.retain(|&k| !self.lp_closes(graph, region, &table, k, splits));
         }
-        Ok(Some(SubdomainBound { still, score, next, candidate, warm: kept }))
+        let [active, inactive] = floors;
+        let children = [Inherited { warm: kept.clone(), floor: active }, Inherited { warm: kept, floor: inactive }];
+        Ok(Some(SubdomainBound { still, score, next, candidate, children }))
     }
 
     /// Whether the LP relaxation with the splits as constraints proves group `k` unreachable.
