@@ -8,6 +8,7 @@
 //! These gradients serve attacks (they need only be useful, not sound); the values are exact
 //! f64 (or f32) evaluations of the network.
 
+use crate::bounds::AffineCache;
 use crate::error::{Error, Result};
 use crate::ir::{Graph, NodeId, Scalar, Tensor};
 use crate::ops::{Op, Operator, RelaxInput};
@@ -51,7 +52,16 @@ pub fn forward_tape<T: Scalar>(graph: &Graph, x: &[T], upto: NodeId) -> Result<T
 
 /// Vector-Jacobian products: for `rows` row vectors `adj` (row-major, numel(target) wide),
 /// returns `adj · d target / d x` (rows x numel(input)), given a tape reaching `target`.
-pub fn vjp(graph: &Graph, tape: &Tape<f64>, target: NodeId, adj: &[f64], rows: usize) -> Result<Vec<f64>> {
+/// `cache`: the affine maps of earlier calls on the same graph (rebuilding a convolution's
+/// matrix at every step would cost more than the product).
+pub fn vjp(
+    graph: &Graph,
+    tape: &Tape<f64>,
+    target: NodeId,
+    adj: &[f64],
+    rows: usize,
+    cache: &AffineCache,
+) -> Result<Vec<f64>> {
     let width = tape.values[target.0].len();
     if adj.len() != rows * width {
         return Err(Error::Shape(format!("{} adjoint values for {rows} rows of {width}", adj.len())));
@@ -93,7 +103,8 @@ pub fn vjp(graph: &Graph, tape: &Tape<f64>, target: NodeId, adj: &[f64], rows: u
                     lo: vals.clone(),
                     hi: vals,
                 };
-                let rel = op.relaxation(&r).map_err(|e| Error::node(&node.name, op.name(), e.to_string()))?;
+                let compute = || op.relaxation(&r).map_err(|e| Error::node(&node.name, op.name(), e.to_string()));
+                let rel = cache.relaxation(op, NodeId(id), &compute)?;
                 let map = rel.lower();
                 for (k, p) in node.inputs.iter().enumerate() {
                     let cols = map.parts[k].cols;
@@ -123,6 +134,6 @@ pub fn value_and_grad(
         return Err(Error::Shape(format!("{} coefficients for {rows} rows of {width}", c.len())));
     }
     let vals = (0..rows).map(|r| c[r * width..(r + 1) * width].iter().zip(y).map(|(a, b)| a * b).sum()).collect();
-    let g = vjp(graph, &tape, target, c, rows)?;
+    let g = vjp(graph, &tape, target, c, rows, &AffineCache::new(graph))?;
     Ok((vals, g))
 }

@@ -10,6 +10,7 @@
 //! counterexample runs as one on a device.
 
 use super::gradient::{forward_tape, vjp};
+use crate::bounds::AffineCache;
 use crate::error::{Error, Result};
 use crate::ir::{Graph, NodeId};
 use crate::spec::vnnlib::OutputSpec;
@@ -260,6 +261,7 @@ fn descend(
 ) -> Result<()> {
     let (blo, bhi) = region.bounding_box();
     let width: Vec<f64> = blo.iter().zip(&bhi).map(|(l, h)| h - l).collect();
+    let cache = AffineCache::new(graph);
     let extent = match region.norm {
         Norm::Inf => 0.0,
         _ => 2.0 * region.eps,
@@ -297,7 +299,7 @@ fn descend(
         }
         let Some(row) = row else { return Ok(()) };
         let c = &goal.c[row * goal.width..(row + 1) * goal.width];
-        let g = vjp(graph, &tape, output, c, 1)?;
+        let g = vjp(graph, &tape, output, c, 1, &cache)?;
         let frac = opts.step * (0.01 + 0.99 * 0.5 * (1.0 + (std::f64::consts::PI * s as f64 / steps as f64).cos()));
         match region.norm {
             Norm::Inf => {

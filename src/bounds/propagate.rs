@@ -71,6 +71,21 @@ impl AffineCache {
     pub fn new(graph: &Graph) -> AffineCache {
         AffineCache { maps: (0..graph.nodes.len()).map(|_| OnceLock::new()).collect() }
     }
+
+    /// The relaxation of node `id` (op `op`): the shared one when the op is an affine map that
+    /// ignores bounds, else `compute`'s.
+    pub fn relaxation(&self, op: &Op, id: NodeId, compute: &dyn Fn() -> Result<Relaxation>) -> Result<Arc<Relaxation>> {
+        let shared = match self.maps.get(id.0) {
+            Some(slot) if is_bound_free_affine(op) => {
+                slot.get_or_init(|| compute().ok().filter(|r| matches!(r, Relaxation::Affine(_))).map(Arc::new)).clone()
+            }
+            _ => None,
+        };
+        match shared {
+            Some(r) => Ok(r),
+            None => Ok(Arc::new(compute()?)),
+        }
+    }
 }
 
 /// Ops whose relaxation is an exact affine map that ignores the input bounds.
@@ -349,14 +364,8 @@ impl<'g> BoundTable<'g> {
             let r = self.relax_input(id)?;
             node.op.relaxation(&r).map_err(|e| Error::node(&node.name, node.op.name(), e.to_string()))
         };
-        let shared = match self.cache {
-            Some(c) if is_bound_free_affine(&node.op) => c.maps[id.0]
-                .get_or_init(|| compute().ok().filter(|r| matches!(r, Relaxation::Affine(_))).map(Arc::new))
-                .clone(),
-            _ => None,
-        };
-        let rel = match shared {
-            Some(r) => r,
+        let rel = match self.cache {
+            Some(c) => c.relaxation(&node.op, id, &compute)?,
             None => Arc::new(compute()?),
         };
         // Rounding charge per output element j of this node:
