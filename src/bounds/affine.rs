@@ -2,6 +2,7 @@
 //! linear part, or the two lines of its linear relaxation, to the bound engines.
 
 use crate::num::{add_up, gamma, mul_up, up};
+use std::sync::OnceLock;
 
 /// A matrix, usually sparse in compressed rows (row j, an output element, holds (column,
 /// weight) pairs); fully connected layers are held dense and multiplied with GEMM.
@@ -14,6 +15,9 @@ pub struct Sparse {
     pub val: Vec<f64>,
     /// When set, the whole matrix, row-major (rows x cols); the compressed fields are empty.
     pub dense: Option<Vec<f64>>,
+    /// The dense matrix transposed (cols x rows), made on first use by products that skip the
+    /// zero entries of their input.
+    dense_t: OnceLock<Vec<f64>>,
 }
 
 /// Up to this many rows, products with a dense matrix are plain loops (a GEMM would spend as
@@ -198,17 +202,26 @@ impl Sparse {
     /// A dense matrix (rows x cols, row-major).
     pub fn dense(rows: usize, cols: usize, w: Vec<f64>) -> Sparse {
         assert_eq!(w.len(), rows * cols, "dense matrix size");
-        Sparse { rows, cols, row_ptr: vec![], col: vec![], val: vec![], dense: Some(w) }
+        Sparse { rows, cols, row_ptr: vec![], col: vec![], val: vec![], dense: Some(w), dense_t: OnceLock::new() }
     }
 
     /// An empty matrix (all zeros).
     pub fn zeros(rows: usize, cols: usize) -> Sparse {
-        Sparse { rows, cols, row_ptr: vec![0; rows + 1], col: vec![], val: vec![], dense: None }
+        Sparse {
+            rows,
+            cols,
+            row_ptr: vec![0; rows + 1],
+            col: vec![],
+            val: vec![],
+            dense: None,
+            dense_t: OnceLock::new(),
+        }
     }
 
     /// Builds from per-row entry lists.
     pub fn from_rows(cols: usize, rows: impl IntoIterator<Item = Vec<(usize, f64)>>) -> Sparse {
-        let mut s = Sparse { rows: 0, cols, row_ptr: vec![0], col: vec![], val: vec![], dense: None };
+        let mut s =
+            Sparse { rows: 0, cols, row_ptr: vec![0], col: vec![], val: vec![], dense: None, dense_t: OnceLock::new() };
         for r in rows {
             for (c, v) in r {
                 debug_assert!(c < cols);
@@ -311,6 +324,30 @@ impl Sparse {
         }
         for r in 0..rows {
             self.apply_add(&x[r * n_in..(r + 1) * n_in], &mut y[r * n_out..(r + 1) * n_out]);
+        }
+    }
+
+    /// As [`Sparse::apply_rows_add`], skipping the zero entries of x (inactive neurons, pixels
+    /// at a box's zero corner): few rows times a dense matrix run over its columns (a
+    /// transposed copy, made once). Round to nearest in another order than `apply_rows_add`:
+    /// for evaluations that need no error bound (gradients).
+    pub fn apply_rows_add_skipping_zeros(&self, x: &[f64], rows: usize, y: &mut [f64]) {
+        match &self.dense {
+            Some(w) if rows <= FEW_ROWS => {
+                let (n_out, n_in) = (self.rows, self.cols);
+                let wt = self.dense_t.get_or_init(|| {
+                    let mut t = vec![0.0; w.len()];
+                    for (j, wj) in w.chunks_exact(n_in).enumerate() {
+                        for (i, &v) in wj.iter().enumerate() {
+                            t[i * n_out + j] = v;
+                        }
+                    }
+                    t
+                });
+                // Rows of the transposed matrix are W's columns: y[r, :] += x[r, i] W[:, i].
+                dense_transpose_rows_add(wt, n_out, x, rows, y, None);
+            }
+            _ => self.apply_rows_add(x, rows, y),
         }
     }
 
@@ -526,6 +563,21 @@ impl AffineMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn products_skipping_zeros_match_the_plain_ones() {
+        // A 3 x 4 dense matrix times two rows with zeros in them.
+        let w: Vec<f64> = (0..12).map(|k| (k as f64 - 5.5) * 0.25).collect();
+        let s = Sparse::dense(3, 4, w);
+        let x = [1.0, 0.0, -2.0, 0.0, 0.0, 3.0, 0.5, 0.0];
+        let (mut y1, mut y2) = (vec![0.5; 6], vec![0.5; 6]);
+        s.apply_rows_add(&x, 2, &mut y1);
+        s.apply_rows_add_skipping_zeros(&x, 2, &mut y2);
+        for (a, b) in y1.iter().zip(&y2) {
+            assert!((a - b).abs() <= 1e-12, "{y1:?} vs {y2:?}");
+        }
+        assert!(y1.iter().any(|v| *v != 0.5));
+    }
 
     #[test]
     fn sparse_products() {

@@ -1672,7 +1672,7 @@ impl BoundTable<'_> {
             let eval = |m: &AffineMap| {
                 let mut y = m.offset.repeat(rows);
                 for (k, p) in node.inputs.iter().enumerate() {
-                    m.parts[k].apply_rows_add(vals[p.0].as_ref().unwrap(), rows, &mut y);
+                    m.parts[k].apply_rows_add_skipping_zeros(vals[p.0].as_ref().unwrap(), rows, &mut y);
                 }
                 y
             };
