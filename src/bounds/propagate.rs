@@ -816,7 +816,9 @@ fn alpha_crown_within_ibp(t: &mut BoundTable<'_>, output: NodeId, spec: &[f64], 
 
 /// CROWN bounds on `spec` rows over the part of the region where the splits hold, with the
 /// table (for choosing the next split); `None` when that part is empty. `prior`: bounds
-/// computed on the whole region (see [`BoundTable::with_splits`]).
+/// computed on the whole region; `cache`: affine maps shared across calls (see
+/// [`BoundTable::with_splits`]).
+#[allow(clippy::too_many_arguments)]
 pub fn crown_with_splits<'g>(
     graph: &'g Graph,
     region: &'g Region,

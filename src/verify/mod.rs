@@ -332,8 +332,11 @@ impl CaseRows {
 
     /// As [`CaseRows::bound`] on the part of `region` where the ReLU splits hold: CROWN (with
     /// `prior`, bounds computed on the whole region, as a floor), then on the groups still open
-    /// `beta_iterations` steps of beta-CROWN; with the next neuron to split. `None` when that
-    /// part is empty (the subdomain is closed).
+    /// `beta_iterations` steps of beta-CROWN (started from the parent's state in `from`, whose
+    /// floor may close the subdomain at once); with the next neuron to split and what each of
+    /// its children inherits. `None` when that part is empty (the subdomain is closed). `cache`:
+    /// affine maps shared by the subdomains.
+    #[allow(clippy::too_many_arguments)]
     pub fn bound_splits(
         &self,
         graph: &Graph,
