@@ -1293,22 +1293,8 @@ impl BoundTable<'_> {
                 return Ok(None);
             }
             let w = g.nodes[relu].shape.iter().product::<usize>();
-            if big_alpha[relu].is_none() {
-                // No optimised lines at this ReLU: start from its relaxation's own lines.
-                let Some(rel) = self.relax[relu].as_deref() else { return Ok(None) };
-                let (lmap, umap) = (rel.lower(), rel.upper());
-                let lo: Vec<f64> = (0..w).map(|j| lmap.parts[0].diag(j)).collect();
-                let hi: Vec<f64> = (0..w).map(|j| umap.parts[0].diag(j)).collect();
-                big_alpha[relu] = Some(NodeAlpha::Lines(AlphaVars {
-                    lo: lo.repeat(all),
-                    lo_off: lmap.offset.repeat(all),
-                    lo_pt: Vec::new(),
-                    hi: hi.repeat(all),
-                    hi_off: umap.offset.repeat(all),
-                    hi_pt: Vec::new(),
-                    lim: vec![(0.0, 1.0); w],
-                }));
-            }
+            // A candidate is unstable, so its ReLU has optimised lines whenever the parent had
+            // any state at all.
             let Some(NodeAlpha::Lines(v)) = big_alpha[relu].as_mut() else { return Ok(None) };
             for side in 0..2 {
                 let slope = if side == 0 { 1.0 } else { 0.0 };
