@@ -4,6 +4,7 @@
 //! its bound. Any violation fails.
 
 use proptest::prelude::*;
+use robustcert::bounds::propagate::{alpha_crown_lower, AlphaOptions};
 use robustcert::bounds::{bound_spec, AffineCache, BoundTable, Method, NeuronSplit, RowWarm};
 use robustcert::ir::{Graph, Node, NodeId, Param, Tensor, ValueInfo};
 use robustcert::ops::{self, Op, Operator};
@@ -339,6 +340,18 @@ fn check(graph: &Graph, region: &Region, seed: u64) -> Result<(), String> {
             if b.lower[j] > b.upper[j] {
                 return Err(format!("{method:?}: empty bounds for output {j}"));
             }
+        }
+    }
+    // alpha-CROWN with input splitting's few steps (lower bounds only): below every sampled
+    // output and every output a search reaches.
+    let few = AlphaOptions { iterations: 3, final_iterations: 3, ..AlphaOptions::default() };
+    let lower = alpha_crown_lower(graph, region, out, &spec, w, few).map_err(|e| e.to_string())?;
+    for j in 0..w {
+        let start = pts.iter().min_by(|a, c| eval(graph, a)[j].total_cmp(&eval(graph, c)[j])).unwrap();
+        let reached = search(graph, region, start, j, -1.0, &mut g, 150);
+        let seen = pts.iter().filter(|p| region.contains(p, 1e-12)).map(|p| eval(graph, p)[j]).fold(reached, f64::min);
+        if seen < lower[j] - 1e-9 * (1.0 + seen.abs()) {
+            return Err(format!("alpha-CROWN (3 steps): output {j} reaches {seen} below its bound {}", lower[j]));
         }
     }
     Ok(())

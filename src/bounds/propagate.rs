@@ -796,6 +796,24 @@ pub fn alpha_crown_with_table<'g>(
     Ok((b, t))
 }
 
+/// alpha-CROWN lower bounds on `spec` rows over the region with the given settings (a cheaper
+/// run than the default's, for many small subdomains), intersected with IBP's.
+pub fn alpha_crown_lower(
+    graph: &Graph,
+    region: &Region,
+    output: NodeId,
+    spec: &[f64],
+    rows: usize,
+    opts: AlphaOptions,
+) -> Result<Vec<f64>> {
+    let mut t = BoundTable::with_alpha(graph, region, Method::AlphaCrown, output, Some(opts))?;
+    let ibp = ibp_of_spec(t.bounds[output.0].as_ref().expect("computed"), spec, rows);
+    let crown = t.backward(output, spec, rows)?;
+    let start: Vec<f64> = crown.lower.iter().zip(&ibp.lower).map(|(a, b)| a.max(*b)).collect();
+    let best = t.alpha_rows(output, spec, rows, opts.final_iterations, opts, &start)?;
+    Ok(best.iter().zip(&start).map(|(a, b)| a.max(*b)).collect())
+}
+
 /// Lower bounds of spec and of -spec in one batch, warm-started from CROWN, intersected with
 /// IBP's.
 fn alpha_crown_within_ibp(t: &mut BoundTable<'_>, output: NodeId, spec: &[f64], rows: usize) -> Result<SpecBounds> {

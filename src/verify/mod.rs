@@ -258,6 +258,27 @@ impl CaseRows {
         Ok((still, table.bounds))
     }
 
+    /// As [`CaseRows::bound`] (lower bounds only) by alpha-CROWN with the settings `opts`.
+    pub fn bound_alpha_lower(
+        &self,
+        graph: &Graph,
+        lo: &[f64],
+        hi: &[f64],
+        open: &[usize],
+        opts: crate::bounds::propagate::AlphaOptions,
+    ) -> Result<(Vec<usize>, f64)> {
+        let (rows, c) = self.open_rows(open);
+        if rows.is_empty() {
+            return Ok((open.to_vec(), f64::NEG_INFINITY));
+        }
+        let region = Region::from_box(lo.to_vec(), hi.to_vec())?;
+        let lower =
+            crate::bounds::propagate::alpha_crown_lower(graph, &region, output_node(graph), &c, rows.len(), opts)?;
+        let b = crate::bounds::SpecBounds { upper: vec![f64::INFINITY; rows.len()], lower };
+        let (still, score, _) = self.close(open, &rows, &b);
+        Ok((still, score))
+    }
+
     /// As [`CaseRows::bound`] (lower bounds only), with the input point minimising the worst
     /// open row's linear bound as a candidate counterexample, and per input dimension how much
     /// its width costs the bounds of the groups still open (see [`CaseRows::width_costs`]).
