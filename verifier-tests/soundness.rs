@@ -528,6 +528,11 @@ fn check_beta(graph: &Graph, pre: [NodeId; 2], region: &Region, seed: u64) -> Re
     let from: Vec<Option<&RowWarm>> = warm.iter().map(Some).collect();
     let warm_lower =
         t.beta_lower(out, &spec, w, &splits, 10, &crown.lower, None, &from).map_err(|e| e.to_string())?.lower;
+    // With thresholds, as branch and bound runs it: far above the bounds, so the optimisation
+    // stops early once no row can reach its threshold at its pace.
+    let far: Vec<f64> = crown.lower.iter().map(|l| l + 10.0).collect();
+    let stopped_lower =
+        t.beta_lower(out, &spec, w, &splits, 20, &crown.lower, Some(&far), &from).map_err(|e| e.to_string())?.lower;
     // Filtered smart branching's estimates of the children of the next split: lower bounds on
     // each child (parent's intermediate bounds, the neuron's function exact there).
     let candidates = t.babsr_candidates(&beta.lower_matrices, w, &splits, 4);
@@ -539,6 +544,12 @@ fn check_beta(graph: &Graph, pre: [NodeId; 2], region: &Region, seed: u64) -> Re
                 return Err(format!(
                     "warm-started beta-CROWN: output {j} = {} below its bound {} at {p:?} ({splits:?})",
                     v[0][j], warm_lower[j]
+                ));
+            }
+            if v[0][j] < stopped_lower[j] - 1e-9 * (1.0 + v[0][j].abs()) {
+                return Err(format!(
+                    "beta-CROWN stopped early: output {j} = {} below its bound {} at {p:?} ({splits:?})",
+                    v[0][j], stopped_lower[j]
                 ));
             }
         }
