@@ -243,14 +243,9 @@ const INPUT_SPLIT_PATIENCE: Duration = Duration::from_secs(1);
 /// alpha-CROWN's settings past the patience: 3 steps for each intermediate layer's bounds and
 /// for the rows. Measured on ACAS Xu 4_2 prop_2: 3 steps closed it in 19 s (5153 subdomains),
 /// 8 steps in 23 s (3491); CROWN alone had 52,000 subdomains open at 60 s.
-const INPUT_SPLIT_ALPHA: AlphaOptions = AlphaOptions {
-    iterations: 3,
-    final_iterations: 3,
-    learning_rate: 0.5,
-    lr_decay: 0.98,
-    intermediate: true,
-    beta_learning_rate: 0.05,
-};
+fn input_split_alpha() -> AlphaOptions {
+    AlphaOptions { iterations: 3, final_iterations: 3, ..AlphaOptions::default() }
+}
 
 /// Branch and bound over one case's box, starting with the disjuncts `open` that CROWN did not
 /// close on the whole box.
@@ -287,7 +282,7 @@ pub fn input_split(
             })
             .collect();
         stats.domains += jobs.len();
-        let alpha = (started.elapsed() >= INPUT_SPLIT_PATIENCE).then_some(INPUT_SPLIT_ALPHA);
+        let alpha = (started.elapsed() >= INPUT_SPLIT_PATIENCE).then(input_split_alpha);
         let results: Vec<Result<Child>> =
             jobs.into_par_iter().map(|(job, known)| process(graph, rows, job, known, alpha)).collect();
         for r in results {
