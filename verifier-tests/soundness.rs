@@ -5,7 +5,9 @@
 
 use proptest::prelude::*;
 use robustcert::bounds::propagate::{alpha_crown_lower, AlphaOptions};
-use robustcert::bounds::{bound_spec, AffineCache, BoundTable, Method, NeuronSplit, RowWarm};
+use robustcert::bounds::{
+    bound_spec, crown_with_splits, AffineCache, BoundTable, Interval, Method, NeuronSplit, RowWarm,
+};
 use robustcert::ir::{Graph, Node, NodeId, Param, Tensor, ValueInfo};
 use robustcert::ops::{self, Op, Operator};
 use robustcert::spec::{Norm, Region};
@@ -517,17 +519,43 @@ fn check_beta(graph: &Graph, pre: [NodeId; 2], region: &Region, seed: u64) -> Re
     // The same subdomain started from its parent's optimised state (the splits but the last),
     // as branch and bound does.
     let parent = &splits[..splits.len() - 1];
-    let warm: Vec<RowWarm> =
+    let (warm, parent_bounds): (Vec<RowWarm>, Option<Vec<Option<Interval>>>) =
         match BoundTable::with_splits(graph, region, Method::Crown, out, None, parent, Some(&prior), Some(&cache)) {
             Ok(Some(mut pt)) => {
                 let c = pt.backward(out, &spec, w).map_err(|e| e.to_string())?;
-                pt.beta_lower(out, &spec, w, parent, 10, &c.lower, None, &[]).map_err(|e| e.to_string())?.warm
+                let warm =
+                    pt.beta_lower(out, &spec, w, parent, 10, &c.lower, None, &[]).map_err(|e| e.to_string())?.warm;
+                (warm, Some(pt.bounds.clone()))
             }
-            _ => Vec::new(),
+            _ => (Vec::new(), None),
         };
     let from: Vec<Option<&RowWarm>> = warm.iter().map(Some).collect();
     let warm_lower =
         t.beta_lower(out, &spec, w, &splits, 10, &crown.lower, None, &from).map_err(|e| e.to_string())?.lower;
+    // The subdomain bounded as branch and bound does it: every node's bounds taken from the
+    // parent's table (clamped by the last split), not recomputed.
+    let reused_lower = match &parent_bounds {
+        Some(pb) => {
+            match crown_with_splits(graph, region, out, &spec, w, &splits, Some(pb), true, None)
+                .map_err(|e| e.to_string())?
+            {
+                Some((c, mut rt)) => {
+                    let b = rt
+                        .beta_lower(out, &spec, w, &splits, 10, &c.lower, None, &from)
+                        .map_err(|e| e.to_string())?
+                        .lower;
+                    Some(c.lower.iter().zip(&b).map(|(a, b)| a.max(*b)).collect::<Vec<f64>>())
+                }
+                None => match inside.first() {
+                    Some((p, _)) => {
+                        return Err(format!("subdomain {splits:?} declared empty by reuse, yet {p:?} satisfies it"))
+                    }
+                    None => None,
+                },
+            }
+        }
+        None => None,
+    };
     // With thresholds, as branch and bound runs it: far above the bounds, so the optimisation
     // stops early once no row can reach its threshold at its pace.
     let far: Vec<f64> = crown.lower.iter().map(|l| l + 10.0).collect();
@@ -544,6 +572,12 @@ fn check_beta(graph: &Graph, pre: [NodeId; 2], region: &Region, seed: u64) -> Re
                 return Err(format!(
                     "warm-started beta-CROWN: output {j} = {} below its bound {} at {p:?} ({splits:?})",
                     v[0][j], warm_lower[j]
+                ));
+            }
+            if let Some(r) = reused_lower.as_ref().filter(|r| v[0][j] < r[j] - 1e-9 * (1.0 + v[0][j].abs())) {
+                return Err(format!(
+                    "beta-CROWN on the parent's bounds: output {j} = {} below its bound {} at {p:?} ({splits:?})",
+                    v[0][j], r[j]
                 ));
             }
             if v[0][j] < stopped_lower[j] - 1e-9 * (1.0 + v[0][j].abs()) {

@@ -174,6 +174,24 @@ impl<'g> BoundTable<'g> {
         prior: Option<&[Option<Interval>]>,
         cache: Option<&'g AffineCache>,
     ) -> Result<Option<Self>> {
+        Self::with_splits_reusing(graph, region, method, upto, alpha, splits, prior, false, cache)
+    }
+
+    /// [`BoundTable::with_splits`]; with `reuse`, every node with `prior` bounds takes them as
+    /// they are (clamped by the splits) instead of only those up to the first split: for
+    /// bounds of a parent subdomain, which hold on its children.
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_splits_reusing(
+        graph: &'g Graph,
+        region: &'g Region,
+        method: Method,
+        upto: NodeId,
+        alpha: Option<AlphaOptions>,
+        splits: &[NeuronSplit],
+        prior: Option<&[Option<Interval>]>,
+        reuse: bool,
+        cache: Option<&'g AffineCache>,
+    ) -> Result<Option<Self>> {
         if graph.inputs.len() != 1 {
             return Err(Error::InvalidArgument("bound propagation needs a single-input model".into()));
         }
@@ -217,7 +235,7 @@ impl<'g> BoundTable<'g> {
         let prior_of = |id: usize| prior.and_then(|p| p.get(id)).and_then(|b| b.as_ref());
         for id in 0..=upto.0 {
             let node = &graph.nodes[id];
-            if let Some(b) = prior_of(id).filter(|_| id <= first_split) {
+            if let Some(b) = prior_of(id).filter(|_| reuse || id <= first_split) {
                 if b.lo.len() != node.shape.iter().product::<usize>() {
                     return Err(Error::Shape(format!("prior bounds of node {id} have the wrong width")));
                 }
@@ -845,9 +863,12 @@ pub fn crown_with_splits<'g>(
     rows: usize,
     splits: &[NeuronSplit],
     prior: Option<&[Option<Interval>]>,
+    reuse: bool,
     cache: Option<&'g AffineCache>,
 ) -> Result<Option<(SpecBounds, BoundTable<'g>)>> {
-    let Some(mut t) = BoundTable::with_splits(graph, region, Method::Crown, output, None, splits, prior, cache)? else {
+    let Some(mut t) =
+        BoundTable::with_splits_reusing(graph, region, Method::Crown, output, None, splits, prior, reuse, cache)?
+    else {
         return Ok(None);
     };
     let b = crown_within_ibp(&mut t, output, spec, rows)?;
