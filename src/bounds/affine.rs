@@ -322,8 +322,19 @@ impl Sparse {
             crate::ir::tensor::gemm(rows, n_in, n_out, 1.0, x, (n_in, 1), w, (1, n_in), 1.0, y);
             return;
         }
-        for r in 0..rows {
-            self.apply_add(&x[r * n_in..(r + 1) * n_in], &mut y[r * n_out..(r + 1) * n_out]);
+        // The matrix's rows outermost: it streams through the cache once, not once per row of
+        // x (a convolution's matrix outgrows the cache; x's rows fit). Each sum runs in the
+        // same order as `apply_add`'s, so the results are the same.
+        for j in 0..n_out {
+            let (c, v) = self.row(j);
+            for r in 0..rows {
+                let xr = &x[r * n_in..(r + 1) * n_in];
+                let mut s = 0.0;
+                for (&ci, &vi) in c.iter().zip(v) {
+                    s += vi * xr[ci];
+                }
+                y[r * n_out + j] += s;
+            }
         }
     }
 
@@ -592,6 +603,15 @@ mod tests {
         let mut pos = vec![0.0; 3];
         s.transpose_apply_add(&[1.0, -1.0], 1, &mut pos, Some(true));
         assert_eq!(pos, vec![1.0, 2.0, 0.0]);
+        // Several rows at once: each row exactly as one product on its own.
+        let x = [1.0, 1.0, 1.0, 0.5, -2.0, 0.25];
+        let mut many = vec![1.0; 4];
+        s.apply_rows_add(&x, 2, &mut many);
+        let (mut one, mut two) = (vec![1.0; 2], vec![1.0; 2]);
+        s.apply_add(&x[..3], &mut one);
+        s.apply_add(&x[3..], &mut two);
+        assert_eq!(many, [one, two].concat());
+        assert_eq!(many, vec![4.0, 3.0, -2.5, 3.75]);
         assert_eq!(s.max_col_len(), 2);
         let m = AffineMap::exact(vec![s], vec![0.5, -0.5]);
         let (lo, hi) = m.interval(&[&[0.0, -1.0, 0.0]], &[&[1.0, 1.0, 0.0]]);
