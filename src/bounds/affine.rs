@@ -93,7 +93,8 @@ fn dense_transpose_rows_add(w: &[f64], n_in: usize, a: &[f64], rows: usize, out:
 }
 
 /// The sums of one row of a backward step over an op's offsets (see the backward pass in
-/// `propagate.rs`): with `a` the row's lower-bound entries and `b` its upper-bound entries,
+/// `propagate.rs`): with `a` the row's lower-bound entries and `b` its upper-bound entries
+/// (`None`: all zero, as in a pass for lower bounds only, which then skips them),
 /// `[sum p, sum |p|, sum q, sum |q|, sum |a| t, sum |b| t]` where p = a * (`lpos` where
 /// a >= 0, else `lneg`) and q = b * (`upos` where b >= 0, else `uneg`), and how many
 /// columns have a or b nonzero. Eight partial sums per quantity (zero entries add exactly,
@@ -101,6 +102,37 @@ fn dense_transpose_rows_add(w: &[f64], n_in: usize, a: &[f64], rows: usize, out:
 #[allow(clippy::too_many_arguments)]
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2", "aarch64+neon"))]
 pub(crate) fn offset_sums(
+    a: &[f64],
+    b: Option<&[f64]>,
+    lpos: &[f64],
+    lneg: &[f64],
+    upos: &[f64],
+    uneg: &[f64],
+    t: &[f64],
+) -> ([f64; 6], usize) {
+    let sums = match b {
+        Some(b) => offset_sums_in::<true>(a, b, lpos, lneg, upos, uneg, t),
+        None => offset_sums_in::<false>(a, a, lpos, lneg, upos, uneg, t),
+    };
+    if sums.0.iter().any(|v| v.is_nan()) {
+        // An infinite offset met a zero entry (0 * inf): such columns take no part.
+        let zeros;
+        let b = match b {
+            Some(b) => b,
+            None => {
+                zeros = vec![0.0; a.len()];
+                &zeros
+            }
+        };
+        return offset_sums_skipping_zeros(a, b, lpos, lneg, upos, uneg, t);
+    }
+    sums
+}
+
+/// [`offset_sums`]' loop; without `UPPER`, `b` is taken as zero and not read.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn offset_sums_in<const UPPER: bool>(
     a: &[f64],
     b: &[f64],
     lpos: &[f64],
@@ -110,7 +142,8 @@ pub(crate) fn offset_sums(
     t: &[f64],
 ) -> ([f64; 6], usize) {
     let w = a.len();
-    let (b, lpos, lneg, upos, uneg, t) = (&b[..w], &lpos[..w], &lneg[..w], &upos[..w], &uneg[..w], &t[..w]);
+    let (lpos, lneg, t) = (&lpos[..w], &lneg[..w], &t[..w]);
+    let (b, upos, uneg) = if UPPER { (&b[..w], &upos[..w], &uneg[..w]) } else { (a, a, a) };
     const L: usize = 8;
     let (mut sp, mut sap, mut sq, mut saq, mut sta, mut stb) =
         ([0.0f64; L], [0.0; L], [0.0; L], [0.0; L], [0.0; L], [0.0; L]);
@@ -120,53 +153,60 @@ pub(crate) fn offset_sums(
     // Small fixed-size steps, each simple enough for the vectoriser.
     while j0 < full {
         let arr = |v: &[f64]| -> [f64; L] { v[j0..j0 + L].try_into().expect("a whole chunk") };
-        let (a8, b8, t8) = (arr(a), arr(b), arr(t));
-        let (lp8, ln8, up8, un8) = (arr(lpos), arr(lneg), arr(upos), arr(uneg));
+        let (a8, t8) = (arr(a), arr(t));
+        let (lp8, ln8) = (arr(lpos), arr(lneg));
         let mut p8 = [0.0f64; L];
-        let mut q8 = [0.0f64; L];
         for k in 0..L {
             // Exactly a * lpos or a * lneg: the other product is a signed zero.
             p8[k] = a8[k].max(0.0) * lp8[k] + a8[k].min(0.0) * ln8[k];
-        }
-        for k in 0..L {
-            q8[k] = b8[k].max(0.0) * up8[k] + b8[k].min(0.0) * un8[k];
         }
         for k in 0..L {
             sp[k] += p8[k];
             sap[k] += p8[k].abs();
         }
         for k in 0..L {
-            sq[k] += q8[k];
-            saq[k] += q8[k].abs();
-        }
-        for k in 0..L {
             sta[k] += a8[k].abs() * t8[k];
-            stb[k] += b8[k].abs() * t8[k];
         }
-        for k in 0..L {
-            cnt[k] += ((a8[k] != 0.0) | (b8[k] != 0.0)) as u64;
+        if UPPER {
+            let (b8, up8, un8) = (arr(b), arr(upos), arr(uneg));
+            let mut q8 = [0.0f64; L];
+            for k in 0..L {
+                q8[k] = b8[k].max(0.0) * up8[k] + b8[k].min(0.0) * un8[k];
+            }
+            for k in 0..L {
+                sq[k] += q8[k];
+                saq[k] += q8[k].abs();
+            }
+            for k in 0..L {
+                stb[k] += b8[k].abs() * t8[k];
+            }
+            for k in 0..L {
+                cnt[k] += ((a8[k] != 0.0) | (b8[k] != 0.0)) as u64;
+            }
+        } else {
+            for k in 0..L {
+                cnt[k] += (a8[k] != 0.0) as u64;
+            }
         }
         j0 += L;
     }
     for j in full..w {
-        let (aj, bj) = (a[j], b[j]);
+        let aj = a[j];
+        let bj = if UPPER { b[j] } else { 0.0 };
         cnt[0] += (aj != 0.0 || bj != 0.0) as u64;
         let p = aj * if aj >= 0.0 { lpos[j] } else { lneg[j] };
-        let q = bj * if bj >= 0.0 { upos[j] } else { uneg[j] };
         sp[0] += p;
         sap[0] += p.abs();
-        sq[0] += q;
-        saq[0] += q.abs();
         sta[0] += aj.abs() * t[j];
-        stb[0] += bj.abs() * t[j];
+        if UPPER {
+            let q = bj * if bj >= 0.0 { upos[j] } else { uneg[j] };
+            sq[0] += q;
+            saq[0] += q.abs();
+            stb[0] += bj.abs() * t[j];
+        }
     }
     let sum = |v: [f64; L]| v.iter().sum::<f64>();
-    let sums = [sum(sp), sum(sap), sum(sq), sum(saq), sum(sta), sum(stb)];
-    if sums.iter().any(|v| v.is_nan()) {
-        // An infinite offset met a zero entry (0 * inf): such columns take no part.
-        return offset_sums_skipping_zeros(a, b, lpos, lneg, upos, uneg, t);
-    }
-    (sums, cnt.iter().sum::<u64>() as usize)
+    ([sum(sp), sum(sap), sum(sq), sum(saq), sum(sta), sum(stb)], cnt.iter().sum::<u64>() as usize)
 }
 
 /// As [`offset_sums`], one column at a time, skipping the columns where a and b are zero.
@@ -641,7 +681,7 @@ mod tests {
             (0..w).map(|k| f(k, 0.9)).collect(),
             (0..w).map(|k| f(k, 1.1).abs() * 1e-3).collect(),
         );
-        let (got, n) = offset_sums(&a, &b, &lp, &ln, &up, &un, &t);
+        let (got, n) = offset_sums(&a, Some(&b), &lp, &ln, &up, &un, &t);
         let mut want = [0.0f64; 6];
         let mut m = 0;
         for j in 0..w {
@@ -658,6 +698,13 @@ mod tests {
         assert!(m > 0 && m < w, "the data has zero and nonzero columns");
         // Quarters times quarters: every sum is exact in any order.
         assert_eq!(&got[..4], &want[..4]);
+        // Lower bounds only: as if the upper entries were zero.
+        let zeros = vec![0.0; w];
+        let (with_zeros, n0) = offset_sums(&a, Some(&zeros), &lp, &ln, &up, &un, &t);
+        let (lower_only, n1) = offset_sums(&a, None, &lp, &ln, &up, &un, &t);
+        assert_eq!((lower_only, n1), (with_zeros, n0));
+        assert_eq!(lower_only[..2], got[..2]);
+        assert!(n1 < n && n1 > 0, "a has zeros where b has not");
         for k in 4..6 {
             assert!((got[k] - want[k]).abs() <= 1e-15 * want[k].abs().max(1.0));
         }
@@ -666,11 +713,11 @@ mod tests {
         let mut lp_inf = lp.clone();
         let zero = (0..w).find(|&j| a[j] == 0.0).expect("a zero entry");
         lp_inf[zero] = f64::INFINITY;
-        let (got, _) = offset_sums(&a, &b, &lp_inf, &ln, &up, &un, &t);
+        let (got, _) = offset_sums(&a, Some(&b), &lp_inf, &ln, &up, &un, &t);
         assert_eq!(got[0], want[0]);
         let pos = (0..w).find(|&j| a[j] > 0.0).expect("a positive entry");
         lp_inf[pos] = f64::INFINITY;
-        let (got, _) = offset_sums(&a, &b, &lp_inf, &ln, &up, &un, &t);
+        let (got, _) = offset_sums(&a, Some(&b), &lp_inf, &ln, &up, &un, &t);
         assert_eq!(got[0], f64::INFINITY);
     }
 }

@@ -685,7 +685,7 @@ impl<'g> BoundTable<'g> {
                 // negative ones the upper map; the rounding charge is |row| . t. All sums of
                 // products are bounded with gamma_n (Higham) and rounded outward.
                 let ([ls, labs, us, uabs, lcharge, ucharge], n) =
-                    super::affine::offset_sums(lr, ur, lp, ln, &umap.offset, &lmap.offset, t);
+                    super::affine::offset_sums(lr, (!lower_only).then_some(ur), lp, ln, &umap.offset, &lmap.offset, t);
                 let g = gamma(n + 1);
                 let inflate = 1.0 + 2.0 * g;
                 let lslack = add_up(mul_up(g, up(labs * inflate)), up(lcharge * inflate));
