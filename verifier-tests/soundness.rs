@@ -6,7 +6,7 @@
 use proptest::prelude::*;
 use robustcert::bounds::propagate::{alpha_crown_lower, AlphaOptions};
 use robustcert::bounds::{
-    bound_spec, crown_with_splits, AffineCache, BoundTable, Interval, Method, NeuronSplit, RowWarm,
+    bound_spec, crown_with_splits, AffineCache, BoundTable, Interval, Method, NeuronSplit, Prior, RowWarm,
 };
 use robustcert::ir::{Graph, Node, NodeId, Param, Tensor, ValueInfo};
 use robustcert::ops::{self, Op, Operator};
@@ -506,8 +506,9 @@ fn check_beta(graph: &Graph, pre: [NodeId; 2], region: &Region, seed: u64) -> Re
         .collect();
     let prior = root.bounds.clone();
     let cache = AffineCache::new(graph);
-    let Some(mut t) = BoundTable::with_splits(graph, region, Method::Crown, out, None, &splits, Some(&prior), None)
-        .map_err(|e| e.to_string())?
+    let Some(mut t) =
+        BoundTable::with_splits(graph, region, Method::Crown, out, None, &splits, Prior::Region(&prior), None)
+            .map_err(|e| e.to_string())?
     else {
         return match inside.first() {
             Some((p, _)) => Err(format!("subdomain {splits:?} declared empty, yet {p:?} satisfies it")),
@@ -519,16 +520,23 @@ fn check_beta(graph: &Graph, pre: [NodeId; 2], region: &Region, seed: u64) -> Re
     // The same subdomain started from its parent's optimised state (the splits but the last),
     // as branch and bound does.
     let parent = &splits[..splits.len() - 1];
-    let (warm, parent_bounds): (Vec<RowWarm>, Option<Vec<Option<Interval>>>) =
-        match BoundTable::with_splits(graph, region, Method::Crown, out, None, parent, Some(&prior), Some(&cache)) {
-            Ok(Some(mut pt)) => {
-                let c = pt.backward(out, &spec, w).map_err(|e| e.to_string())?;
-                let warm =
-                    pt.beta_lower(out, &spec, w, parent, 10, &c.lower, None, &[]).map_err(|e| e.to_string())?.warm;
-                (warm, Some(pt.bounds.clone()))
-            }
-            _ => (Vec::new(), None),
-        };
+    let (warm, parent_bounds): (Vec<RowWarm>, Option<Vec<Option<Interval>>>) = match BoundTable::with_splits(
+        graph,
+        region,
+        Method::Crown,
+        out,
+        None,
+        parent,
+        Prior::Region(&prior),
+        Some(&cache),
+    ) {
+        Ok(Some(mut pt)) => {
+            let c = pt.backward(out, &spec, w).map_err(|e| e.to_string())?;
+            let warm = pt.beta_lower(out, &spec, w, parent, 10, &c.lower, None, &[]).map_err(|e| e.to_string())?.warm;
+            (warm, Some(pt.bounds.clone()))
+        }
+        _ => (Vec::new(), None),
+    };
     let from: Vec<Option<&RowWarm>> = warm.iter().map(Some).collect();
     let warm_lower =
         t.beta_lower(out, &spec, w, &splits, 10, &crown.lower, None, &from).map_err(|e| e.to_string())?.lower;
@@ -536,7 +544,7 @@ fn check_beta(graph: &Graph, pre: [NodeId; 2], region: &Region, seed: u64) -> Re
     // parent's table (clamped by the last split), not recomputed.
     let reused_lower = match &parent_bounds {
         Some(pb) => {
-            match crown_with_splits(graph, region, out, &spec, w, &splits, Some(pb), true, None)
+            match crown_with_splits(graph, region, out, &spec, w, &splits, Prior::Parent(pb), None)
                 .map_err(|e| e.to_string())?
             {
                 Some((c, mut rt)) => {

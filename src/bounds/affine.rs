@@ -154,32 +154,10 @@ fn offset_sums_in<const UPPER: bool>(
     while j0 < full {
         let arr = |v: &[f64]| -> [f64; L] { v[j0..j0 + L].try_into().expect("a whole chunk") };
         let (a8, t8) = (arr(a), arr(t));
-        let (lp8, ln8) = (arr(lpos), arr(lneg));
-        let mut p8 = [0.0f64; L];
-        for k in 0..L {
-            // Exactly a * lpos or a * lneg: the other product is a signed zero.
-            p8[k] = a8[k].max(0.0) * lp8[k] + a8[k].min(0.0) * ln8[k];
-        }
-        for k in 0..L {
-            sp[k] += p8[k];
-            sap[k] += p8[k].abs();
-        }
-        for k in 0..L {
-            sta[k] += a8[k].abs() * t8[k];
-        }
+        lane_sums(side_products(a8, arr(lpos), arr(lneg)), a8, t8, [&mut sp, &mut sap, &mut sta]);
         if UPPER {
-            let (b8, up8, un8) = (arr(b), arr(upos), arr(uneg));
-            let mut q8 = [0.0f64; L];
-            for k in 0..L {
-                q8[k] = b8[k].max(0.0) * up8[k] + b8[k].min(0.0) * un8[k];
-            }
-            for k in 0..L {
-                sq[k] += q8[k];
-                saq[k] += q8[k].abs();
-            }
-            for k in 0..L {
-                stb[k] += b8[k].abs() * t8[k];
-            }
+            let b8 = arr(b);
+            lane_sums(side_products(b8, arr(upos), arr(uneg)), b8, t8, [&mut sq, &mut saq, &mut stb]);
             for k in 0..L {
                 cnt[k] += ((a8[k] != 0.0) | (b8[k] != 0.0)) as u64;
             }
@@ -207,6 +185,23 @@ fn offset_sums_in<const UPPER: bool>(
     }
     let sum = |v: [f64; L]| v.iter().sum::<f64>();
     ([sum(sp), sum(sap), sum(sq), sum(saq), sum(sta), sum(stb)], cnt.iter().sum::<u64>() as usize)
+}
+
+/// Per lane, x * pos where x >= 0 and x * neg elsewhere: exactly one of the two products,
+/// the other is a signed zero.
+#[inline(always)]
+fn side_products<const L: usize>(x: [f64; L], pos: [f64; L], neg: [f64; L]) -> [f64; L] {
+    std::array::from_fn(|k| x[k].max(0.0) * pos[k] + x[k].min(0.0) * neg[k])
+}
+
+/// Per lane: s += p, |p| into the second sum, |x| t into the third.
+#[inline(always)]
+fn lane_sums<const L: usize>(p: [f64; L], x: [f64; L], t: [f64; L], [s, sa, st]: [&mut [f64; L]; 3]) {
+    for k in 0..L {
+        s[k] += p[k];
+        sa[k] += p[k].abs();
+        st[k] += x[k].abs() * t[k];
+    }
 }
 
 /// As [`offset_sums`], one column at a time, skipping the columns where a and b are zero.

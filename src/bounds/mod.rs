@@ -10,5 +10,5 @@ pub mod radius;
 
 pub use propagate::{
     alpha_crown_with_table, bound_spec, crown_lower_with_minimizers, crown_with_splits, AffineCache, BetaBounds,
-    BoundTable, Interval, LinearLower, Method, NeuronSplit, RowWarm, SpecBounds,
+    BoundTable, Interval, LinearLower, Method, NeuronSplit, Prior, RowWarm, SpecBounds,
 };

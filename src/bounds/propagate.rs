@@ -30,6 +30,21 @@ pub struct Interval {
     pub hi: Vec<f64>,
 }
 
+/// Bounds of every node computed before a table is built (indexed by node), which hold on
+/// the part of the region the table bounds.
+#[derive(Clone, Copy)]
+pub enum Prior<'a> {
+    /// Nothing known.
+    None,
+    /// Bounds on the whole region, e.g. by alpha-CROWN at the root of a branch and bound:
+    /// nodes up to the first split node take them as they are (nothing before a split depends
+    /// on it), later nodes are intersected with them.
+    Region(&'a [Option<Interval>]),
+    /// A parent subdomain's bounds, which hold on its children: every node takes them as they
+    /// are, clamped by the splits.
+    Parent(&'a [Option<Interval>]),
+}
+
 /// Per-node bounds and relaxations of one graph on one input region.
 pub struct BoundTable<'g> {
     graph: &'g Graph,
@@ -150,7 +165,7 @@ impl<'g> BoundTable<'g> {
         upto: NodeId,
         alpha: Option<AlphaOptions>,
     ) -> Result<Self> {
-        Self::with_splits(graph, region, method, upto, alpha, &[], None, None)?.ok_or_else(|| {
+        Self::with_splits(graph, region, method, upto, alpha, &[], Prior::None, None)?.ok_or_else(|| {
             Error::InvalidArgument("bounds contradict each other on the whole region (a bound is unsound)".into())
         })
     }
@@ -158,11 +173,7 @@ impl<'g> BoundTable<'g> {
     /// As [`BoundTable::with_alpha`] on the part of the region where every split holds (each
     /// split neuron's bounds clamped at 0 once computed, so everything after it is relaxed on
     /// that part only); `None` when the splits contradict the bounds (that part is empty).
-    ///
-    /// `prior`: bounds of every node computed earlier on the whole region (without splits),
-    /// e.g. by alpha-CROWN at the root of a branch and bound. They hold on any part of it, so
-    /// nodes up to the first split node take them as they are (nothing before a split depends
-    /// on it) and later nodes are intersected with them. `cache`: affine relaxations to share.
+    /// `prior`: bounds computed earlier (see [`Prior`]). `cache`: affine relaxations to share.
     #[allow(clippy::too_many_arguments)]
     pub fn with_splits(
         graph: &'g Graph,
@@ -171,27 +182,14 @@ impl<'g> BoundTable<'g> {
         upto: NodeId,
         alpha: Option<AlphaOptions>,
         splits: &[NeuronSplit],
-        prior: Option<&[Option<Interval>]>,
+        prior: Prior<'_>,
         cache: Option<&'g AffineCache>,
     ) -> Result<Option<Self>> {
-        Self::with_splits_reusing(graph, region, method, upto, alpha, splits, prior, false, cache)
-    }
-
-    /// [`BoundTable::with_splits`]; with `reuse`, every node with `prior` bounds takes them as
-    /// they are (clamped by the splits) instead of only those up to the first split: for
-    /// bounds of a parent subdomain, which hold on its children.
-    #[allow(clippy::too_many_arguments)]
-    pub fn with_splits_reusing(
-        graph: &'g Graph,
-        region: &'g Region,
-        method: Method,
-        upto: NodeId,
-        alpha: Option<AlphaOptions>,
-        splits: &[NeuronSplit],
-        prior: Option<&[Option<Interval>]>,
-        reuse: bool,
-        cache: Option<&'g AffineCache>,
-    ) -> Result<Option<Self>> {
+        let (prior, reuse) = match prior {
+            Prior::None => (None, false),
+            Prior::Region(p) => (Some(p), false),
+            Prior::Parent(p) => (Some(p), true),
+        };
         if graph.inputs.len() != 1 {
             return Err(Error::InvalidArgument("bound propagation needs a single-input model".into()));
         }
@@ -609,7 +607,8 @@ impl<'g> BoundTable<'g> {
         let g = self.graph;
         let lower_only = alpha.is_some();
         let mut state: Vec<Option<(Vec<f64>, Vec<f64>)>> = vec![None; target.0 + 1];
-        let ua0 = if lower_only { vec![0.0; spec.len()] } else { spec.to_vec() };
+        // Lower bounds only: no upper matrices at all (empty, never read).
+        let ua0 = if lower_only { Vec::new() } else { spec.to_vec() };
         state[target.0] = Some((spec.to_vec(), ua0));
         let mut lbias = vec![0.0f64; rows];
         let mut ubias = vec![0.0f64; rows];
@@ -665,7 +664,7 @@ impl<'g> BoundTable<'g> {
             let trivial = slopes.is_none() && lmap.offset.iter().chain(&umap.offset).chain(t.iter()).all(|&v| v == 0.0);
             for r in (0..rows).filter(|_| !trivial) {
                 let lr = &la[r * width..(r + 1) * width];
-                let ur = &ua[r * width..(r + 1) * width];
+                let ur = if lower_only { &[][..] } else { &ua[r * width..(r + 1) * width] };
                 let base = r * width;
                 let (lp, ln): (&[f64], &[f64]) = match slopes {
                     Some(NodeAlpha::Pool(pl)) => (&pl.off[r * width..(r + 1) * width], &umap.offset),
@@ -696,7 +695,7 @@ impl<'g> BoundTable<'g> {
             for (k, p) in node.inputs.iter().enumerate() {
                 let n_in = lmap.parts[k].cols;
                 let mut la_k = vec![0.0; rows * n_in];
-                let mut ua_k = vec![0.0; rows * n_in];
+                let mut ua_k = if lower_only { Vec::new() } else { vec![0.0; rows * n_in] };
                 if let Some(NodeAlpha::Pool(pl)) = slopes {
                     // MaxPool: each row's convex combinations where its entry is positive,
                     // CROWN's upper line where it is negative.
@@ -762,7 +761,7 @@ impl<'g> BoundTable<'g> {
                         let inflate = 1.0 + 2.0 * gamma(n_in + 1);
                         for r in 0..rows {
                             let lr = &la0[r * n_in..(r + 1) * n_in];
-                            let ur = &ua0[r * n_in..(r + 1) * n_in];
+                            let ur = if lower_only { &[][..] } else { &ua0[r * n_in..(r + 1) * n_in] };
                             let ld: f64 = lr.iter().zip(&m).map(|(a, b)| a.abs() * b).sum();
                             let ud: f64 = ur.iter().zip(&m).map(|(a, b)| a.abs() * b).sum();
                             lbias[r] = crate::num::sub_down(lbias[r], mul_up(c, up(ld * inflate)));
@@ -862,13 +861,10 @@ pub fn crown_with_splits<'g>(
     spec: &[f64],
     rows: usize,
     splits: &[NeuronSplit],
-    prior: Option<&[Option<Interval>]>,
-    reuse: bool,
+    prior: Prior<'_>,
     cache: Option<&'g AffineCache>,
 ) -> Result<Option<(SpecBounds, BoundTable<'g>)>> {
-    let Some(mut t) =
-        BoundTable::with_splits_reusing(graph, region, Method::Crown, output, None, splits, prior, reuse, cache)?
-    else {
+    let Some(mut t) = BoundTable::with_splits(graph, region, Method::Crown, output, None, splits, prior, cache)? else {
         return Ok(None);
     };
     let b = crown_within_ibp(&mut t, output, spec, rows)?;

@@ -17,7 +17,7 @@ mod bab;
 use crate::attack::{check_point, pgd, Goal, PgdOptions};
 use crate::bounds::{
     alpha_crown_with_table, bound_spec, crown_lower_with_minimizers, crown_with_splits, AffineCache, Interval, Method,
-    NeuronSplit, RowWarm, SpecBounds,
+    NeuronSplit, Prior, RowWarm, SpecBounds,
 };
 use crate::error::{Error, Result};
 use crate::ir::{Graph, NodeId};
@@ -398,10 +398,12 @@ impl CaseRows {
         // The parent's bounds of every node hold here: recomputing the nodes after the split
         // costs a backward pass per unstable neuron and, measured on oval21, closes no more
         // subdomains (beta-CROWN carries the split into the output's bound instead).
-        let reuse = from.bounds.is_some();
-        let prior = if reuse { from.bounds.as_deref().map(|v| v.as_slice()) } else { prior };
-        let Some((mut b, mut table)) =
-            crown_with_splits(graph, region, out, &c, rows.len(), splits, prior, reuse, cache)?
+        let prior = match (from.bounds.as_deref(), prior) {
+            (Some(parent), _) => Prior::Parent(parent),
+            (None, Some(root)) => Prior::Region(root),
+            (None, None) => Prior::None,
+        };
+        let Some((mut b, mut table)) = crown_with_splits(graph, region, out, &c, rows.len(), splits, prior, cache)?
         else {
             return Ok(None);
         };
