@@ -271,9 +271,28 @@ impl Sparse {
         s
     }
 
-    /// A diagonal matrix.
+    /// A diagonal matrix (zero entries are not stored, as in [`Sparse::from_rows`]). Built
+    /// directly: element-wise ops make one per node and subdomain, so no vector per row.
     pub fn diagonal(d: &[f64]) -> Sparse {
-        Sparse::from_rows(d.len(), d.iter().enumerate().map(|(i, &v)| vec![(i, v)]))
+        let n_nonzero = d.iter().filter(|&&v| v != 0.0).count();
+        let mut s = Sparse {
+            rows: d.len(),
+            cols: d.len(),
+            row_ptr: Vec::with_capacity(d.len() + 1),
+            col: Vec::with_capacity(n_nonzero),
+            val: Vec::with_capacity(n_nonzero),
+            dense: None,
+            dense_t: OnceLock::new(),
+        };
+        s.row_ptr.push(0);
+        for (i, &v) in d.iter().enumerate() {
+            if v != 0.0 {
+                s.col.push(i);
+                s.val.push(v);
+            }
+            s.row_ptr.push(s.col.len());
+        }
+        s
     }
 
     /// Entry (j, j) of a square matrix.
@@ -623,6 +642,19 @@ mod tests {
             assert!((a - b).abs() <= 1e-12, "{y1:?} vs {y2:?}");
         }
         assert!(y1.iter().any(|v| *v != 0.5));
+    }
+
+    #[test]
+    fn diagonal_matrices_store_what_rows_would() {
+        let d = [0.5, 0.0, -2.0, 0.0, 1.0];
+        let direct = Sparse::diagonal(&d);
+        let by_rows = Sparse::from_rows(d.len(), d.iter().enumerate().map(|(i, &v)| vec![(i, v)]));
+        assert_eq!(
+            (direct.rows, direct.cols, &direct.row_ptr, &direct.col, &direct.val),
+            (by_rows.rows, by_rows.cols, &by_rows.row_ptr, &by_rows.col, &by_rows.val)
+        );
+        assert_eq!(direct.val, vec![0.5, -2.0, 1.0]);
+        assert_eq!(direct.diagonal_entries(), Some(d.to_vec()));
     }
 
     #[test]

@@ -651,10 +651,6 @@ impl<'g> BoundTable<'g> {
             let affine = matches!(rel, Relaxation::Affine(_));
             // alpha x <= f(x) for alpha in the op's range (set up by the caller), offset 0.
             let slopes = alpha.and_then(|a| a.get(id)).and_then(|s| s.as_ref());
-            // A recording without slots for the matrices keeps only the minimisers.
-            if let Some(slot) = record.as_deref_mut().and_then(|rec| rec.la.get_mut(id)) {
-                *slot = Some(la.clone());
-            }
             // Where a row's lower entry is >= 0 the lower map's offset applies, elsewhere the
             // upper map's (or the optimised lines' offsets, per row); the other way round for
             // the upper entries.
@@ -669,13 +665,12 @@ impl<'g> BoundTable<'g> {
                 let (lp, ln): (&[f64], &[f64]) = match slopes {
                     Some(NodeAlpha::Pool(pl)) => (&pl.off[r * width..(r + 1) * width], &umap.offset),
                     Some(NodeAlpha::Lines(v)) => {
-                        lpos.clear();
-                        lneg.clear();
-                        for j in 0..width {
-                            let (lo, hi) = (v.lo[base + j], v.hi[base + j]);
-                            lpos.push(if lo.is_nan() { lmap.offset[j] } else { v.lo_off[base + j] });
-                            lneg.push(if hi.is_nan() { umap.offset[j] } else { v.hi_off[base + j] });
-                        }
+                        // Slices and selects, no pushes: the loops vectorise.
+                        let row = base..base + width;
+                        lpos.resize(width, 0.0);
+                        lneg.resize(width, 0.0);
+                        pick_unless_nan(&mut lpos, &v.lo[row.clone()], &v.lo_off[row.clone()], &lmap.offset);
+                        pick_unless_nan(&mut lneg, &v.hi[row.clone()], &v.hi_off[row], &umap.offset);
                         (&lpos, &lneg)
                     }
                     None => (&lmap.offset, &umap.offset),
@@ -706,13 +701,15 @@ impl<'g> BoundTable<'g> {
                     // >= 0, the upper line elsewhere (optimised slopes where set).
                     let ld: Vec<f64> = (0..width).map(|j| lmap.parts[0].diag(j)).collect();
                     let ud: Vec<f64> = (0..width).map(|j| umap.parts[0].diag(j)).collect();
-                    for (i, (o, &a)) in la_k.iter_mut().zip(&la).enumerate() {
-                        let j = i % width;
-                        *o = if a >= 0.0 {
-                            a * if v.lo[i].is_nan() { ld[j] } else { v.lo[i] }
-                        } else {
-                            a * if v.hi[i].is_nan() { ud[j] } else { v.hi[i] }
-                        };
+                    // Row by row (no index division per entry), selects only: vectorises.
+                    let lines = la_k.chunks_exact_mut(width).zip(la.chunks_exact(width));
+                    let slopes = v.lo.chunks_exact(width).zip(v.hi.chunks_exact(width));
+                    for ((out, a), (lo, hi)) in lines.zip(slopes) {
+                        for j in 0..width {
+                            let down = if lo[j].is_nan() { ld[j] } else { lo[j] };
+                            let over = if hi[j].is_nan() { ud[j] } else { hi[j] };
+                            out[j] = a[j] * if a[j] >= 0.0 { down } else { over };
+                        }
                     }
                 } else if affine {
                     lmap.parts[k].transpose_apply_add(&la, rows, &mut la_k, None);
@@ -771,6 +768,11 @@ impl<'g> BoundTable<'g> {
                     }
                 }
             }
+            // A recording without slots for the matrices keeps only the minimisers. The matrix
+            // is moved, not copied: the pass is done with it.
+            if let Some(slot) = record.as_deref_mut().and_then(|rec| rec.la.get_mut(id)) {
+                *slot = Some(la);
+            }
         }
         Ok(result.unwrap_or_else(|| {
             // The target does not depend on the input: its bounds are the biases.
@@ -779,6 +781,13 @@ impl<'g> BoundTable<'g> {
             }
             SpecBounds { lower: lbias, upper: ubias }
         }))
+    }
+}
+
+/// out[j] = fallback[j] where `slope[j]` is NaN (the relaxation's own line), else `chosen[j]`.
+fn pick_unless_nan(out: &mut [f64], slope: &[f64], chosen: &[f64], fallback: &[f64]) {
+    for (((o, &s), &c), &f) in out.iter_mut().zip(slope).zip(chosen).zip(fallback) {
+        *o = if s.is_nan() { f } else { c };
     }
 }
 
@@ -1617,8 +1626,8 @@ impl BoundTable<'_> {
                 let step_scale = if rg.hi.is_some() { 0.05 } else { 1.0 };
                 let n = v.lo.len();
                 let w = v.lim.len();
-                for i in 0..n {
-                    let (smin, smax) = v.lim[i % w];
+                // Row by row: the neuron's index without a division per entry.
+                for (i, &(smin, smax)) in (0..n / w.max(1)).flat_map(|_| v.lim.iter()).enumerate() {
                     let (slope, pt, k) = if la[i] > 0.0 {
                         (&mut v.lo[i], v.lo_pt[i], i)
                     } else if la[i] < 0.0 && rg.hi.is_some() {

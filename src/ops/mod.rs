@@ -452,9 +452,10 @@ mod relaxation_tests {
         let ln = Relu.lines(-1.0, 3.0);
         assert_eq!(ln.a_lo, 1.0);
         assert!((ln.a_hi - 0.75).abs() < 1e-15 && (ln.b_hi - 0.75).abs() < 1e-15);
-        // Stable: the identity, up to the outward rounding of the offsets.
+        // Stable: the identity or zero, exactly.
         let ln = Relu.lines(1.0, 2.0);
-        assert_eq!((ln.a_lo, ln.a_hi), (1.0, 1.0));
-        assert!(ln.b_lo <= 0.0 && ln.b_lo > -1e-300 && ln.b_hi >= 0.0 && ln.b_hi < 1e-300);
+        assert_eq!((ln.a_lo, ln.b_lo, ln.a_hi, ln.b_hi), (1.0, 0.0, 1.0, 0.0));
+        let ln = Relu.lines(-2.0, -0.0);
+        assert_eq!((ln.a_lo, ln.b_lo, ln.a_hi, ln.b_hi), (0.0, 0.0, 0.0, 0.0));
     }
 }
