@@ -51,7 +51,8 @@ pub enum Command {
     /// predict with it, decide a target radius sequentially, or replay a recorded result.
     Smooth(smooth::Args),
     /// Decide a VNN-LIB property (sat / unsat / timeout / unknown on the first line of stdout):
-    /// PGD falsification, CROWN, then branch and bound by input splitting. Exit 0 for any verdict.
+    /// PGD falsification, CROWN, then branch and bound (input splitting for small inputs, else
+    /// alpha-CROWN and ReLU splitting with beta-CROWN). Exit 0 for any verdict.
     Verify(verify::Args),
     /// Run the bundled SYNTHETIC dermatology demo: certify with CROWN and randomized smoothing,
     /// sign both certificates and write an HTML report.
