@@ -615,6 +615,9 @@ impl<'g> BoundTable<'g> {
         let mut result: Option<SpecBounds> = None;
         for id in (0..=target.0).rev() {
             let Some((mut la, ua)) = state[id].take() else { continue };
+            if let Some(slot) = record.as_deref_mut().and_then(|rec| rec.bias.get_mut(id)) {
+                *slot = Some(lbias.clone());
+            }
             let node = &g.nodes[id];
             let width = la.len() / rows.max(1);
             // beta-CROWN: on the subdomain s z_i >= 0, so for beta >= 0 the objective minus
@@ -987,6 +990,9 @@ pub struct BetaBounds {
     /// The final pass's lower matrix reaching each node (rows x width; None where it did not
     /// pass), for choosing the next split.
     pub lower_matrices: Vec<Option<Vec<f64>>>,
+    /// The final pass's lower-bound constants gathered above each node (rows; as
+    /// `lower_matrices`): with them a pass can resume at a node.
+    bias_above: Vec<Option<Vec<f64>>>,
     /// Per row, the input point (inside the region's box) where the final pass's linear lower
     /// bound is smallest (rows x input width; empty if the pass did not reach the input): a
     /// candidate counterexample.
@@ -1028,6 +1034,9 @@ struct BetaVar {
 #[derive(Default)]
 struct Recording {
     la: Vec<Option<Vec<f64>>>,
+    /// Per node (where slots are given), each row's lower-bound constant gathered from the
+    /// nodes after it, as the pass reached the node.
+    bias: Vec<Option<Vec<f64>>>,
     x_star: Vec<f64>,
     input_la: Vec<f64>,
     /// Per row, the state of its best bound (filled by `alpha_chunk` when it records).
@@ -1238,7 +1247,14 @@ impl BoundTable<'_> {
         }
         let lower =
             self.alpha_chunk(target, spec, rows, iterations, opts, start, splits, Some(&mut last), stop_above, warm)?;
-        Ok(BetaBounds { lower, lower_matrices: last.la, x_star: last.x_star, warm: last.warm, state: last.state })
+        Ok(BetaBounds {
+            lower,
+            lower_matrices: last.la,
+            bias_above: last.bias,
+            x_star: last.x_star,
+            warm: last.warm,
+            state: last.state,
+        })
     }
 
     /// The unstable neuron feeding a ReLU whose triangle relaxation costs the bound the most
@@ -1316,11 +1332,82 @@ impl BoundTable<'_> {
         if rows == 0 || candidates.is_empty() || alpha.iter().any(|a| matches!(a, Some(NodeAlpha::Pool(_)))) {
             return Ok(None);
         }
-        let width = spec.len() / rows;
-        let copies = 2 * candidates.len();
+        // Each candidate's ReLU.
+        let mut relus = Vec::with_capacity(candidates.len());
+        for &(p, _) in candidates {
+            let Some(relu) = g.nodes.iter().position(|n| matches!(n.op, Op::Relu(_)) && n.inputs.first() == Some(&p))
+            else {
+                return Ok(None);
+            };
+            // A candidate is unstable, so its ReLU has optimised lines whenever the parent had
+            // any state at all.
+            if !matches!(alpha.get(relu), Some(Some(NodeAlpha::Lines(_)))) {
+                return Ok(None);
+            }
+            relus.push(relu);
+        }
+        let mut out: Vec<[Vec<f64>; 2]> = vec![Default::default(); candidates.len()];
+        let mut layers = relus.clone();
+        layers.sort_unstable();
+        layers.dedup();
+        for k in layers {
+            let group: Vec<usize> = (0..candidates.len()).filter(|&c| relus[c] == k).collect();
+            // The children differ from the parent only at this ReLU: where every path from the
+            // target down passes through it, the pass resumes there from the parent's final
+            // matrix and constants instead of redoing the nodes above once per child.
+            let resume = match (beta.lower_matrices.get(k), beta.bias_above.get(k)) {
+                (Some(Some(m)), Some(Some(b))) if self.only_through(NodeId(k), target) => Some((m, b)),
+                _ => None,
+            };
+            let (start, start_spec) = match resume {
+                Some((m, _)) => (NodeId(k), &m[..]),
+                None => (target, spec),
+            };
+            let lower =
+                self.children_lower(start, start_spec, rows, alpha, betas, resume.is_some(), candidates, &group)?;
+            for (n, &c) in group.iter().enumerate() {
+                out[c] = [0, 1].map(|side| {
+                    let at = (2 * n + side) * rows;
+                    (0..rows)
+                        .map(|r| match resume {
+                            Some((_, above)) => add_down(above[r], lower[at + r]),
+                            None => lower[at + r],
+                        })
+                        .collect()
+                });
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// Whether every node after `k` up to `target` reads only nodes from `k` on, so that a
+    /// backward pass from `target` reaches the nodes before `k` only through `k`.
+    fn only_through(&self, k: NodeId, target: NodeId) -> bool {
+        self.graph.nodes[k.0 + 1..=target.0].iter().all(|n| n.inputs.iter().all(|p| p.0 >= k.0))
+    }
+
+    /// One batched backward pass from `start` (spec rows x its width, `rows` per copy) for the
+    /// two children of each candidate in `group` (indices into `candidates`): copy 2n + side
+    /// has candidate n's line replaced by the identity (side 0) or zero. `resumed`: the pass
+    /// starts below the target, whose part above already holds the split multipliers of the
+    /// nodes from `start` on.
+    #[allow(clippy::too_many_arguments)]
+    fn children_lower(
+        &self,
+        start: NodeId,
+        spec: &[f64],
+        rows: usize,
+        alpha: &[Option<NodeAlpha>],
+        betas: &[BetaVar],
+        resumed: bool,
+        candidates: &[(NodeId, usize)],
+        group: &[usize],
+    ) -> Result<Vec<f64>> {
+        let g = self.graph;
+        let copies = 2 * group.len();
         let all = copies * rows;
         // Row q of the batch is candidate q / (2 rows), side (q / rows) % 2, parent row q % rows.
-        let mut big_alpha: Vec<Option<NodeAlpha>> = alpha
+        let mut big_alpha: Vec<Option<NodeAlpha>> = alpha[..=start.0]
             .iter()
             .map(|a| match a {
                 Some(NodeAlpha::Lines(v)) => Some(NodeAlpha::Lines(AlphaVars {
@@ -1335,36 +1422,31 @@ impl BoundTable<'_> {
                 _ => None,
             })
             .collect();
-        for (c, &(p, i)) in candidates.iter().enumerate() {
-            let Some(relu) = g.nodes.iter().position(|n| matches!(n.op, Op::Relu(_)) && n.inputs.first() == Some(&p))
-            else {
-                return Ok(None);
+        for (n, &c) in group.iter().enumerate() {
+            let (p, i) = candidates[c];
+            let relu = g.nodes.iter().position(|m| matches!(m.op, Op::Relu(_)) && m.inputs.first() == Some(&p));
+            let w = relu.map_or(0, |r| g.nodes[r].shape.iter().product::<usize>());
+            // Checked by the caller.
+            let Some(NodeAlpha::Lines(v)) = relu.and_then(|r| big_alpha.get_mut(r)).and_then(|a| a.as_mut()) else {
+                return Err(Error::Shape(format!("candidate {c} has no optimised ReLU lines")));
             };
-            if relu >= big_alpha.len() {
-                return Ok(None);
-            }
-            let w = g.nodes[relu].shape.iter().product::<usize>();
-            // A candidate is unstable, so its ReLU has optimised lines whenever the parent had
-            // any state at all.
-            let Some(NodeAlpha::Lines(v)) = big_alpha[relu].as_mut() else { return Ok(None) };
             for side in 0..2 {
                 let slope = if side == 0 { 1.0 } else { 0.0 };
                 for r in 0..rows {
-                    let k = ((2 * c + side) * rows + r) * w + i;
+                    let k = ((2 * n + side) * rows + r) * w + i;
                     (v.lo[k], v.hi[k], v.lo_off[k], v.hi_off[k]) = (slope, slope, 0.0, 0.0);
                 }
             }
         }
-        let big_betas: Vec<BetaVar> =
-            betas.iter().map(|b| BetaVar { value: b.value.repeat(copies), ..b.clone() }).collect();
+        // Resumed: the recorded matrix at `start` holds the multipliers of the nodes from it on.
+        let big_betas: Vec<BetaVar> = betas
+            .iter()
+            .filter(|b| !resumed || b.node < start.0)
+            .map(|b| BetaVar { value: b.value.repeat(copies), ..b.clone() })
+            .collect();
         let big_spec = spec.repeat(copies);
-        debug_assert_eq!(big_spec.len(), all * width);
-        let b = self.backward_general(target, &big_spec, all, Some(&big_alpha), &big_betas, None)?;
-        Ok(Some(
-            (0..candidates.len())
-                .map(|c| [0, 1].map(|side| b.lower[(2 * c + side) * rows..(2 * c + side + 1) * rows].to_vec()))
-                .collect(),
-        ))
+        debug_assert_eq!(big_spec.len(), all * (spec.len() / rows));
+        Ok(self.backward_general(start, &big_spec, all, Some(&big_alpha), &big_betas, None)?.lower)
     }
 
     /// alpha-CROWN lower bounds of `spec` rows: each row optimised on its own, starting from
@@ -1666,7 +1748,7 @@ impl BoundTable<'_> {
             }
             lr *= opts.lr_decay;
         }
-        let mut rec = Recording { la: vec![None; n_nodes], ..Recording::default() };
+        let mut rec = Recording { la: vec![None; n_nodes], bias: vec![None; n_nodes], ..Recording::default() };
         let b = self.backward_general(target, spec, rows, Some(&alpha), &betas, last.is_some().then_some(&mut rec))?;
         for (r, (bst, v)) in best.iter_mut().zip(&b.lower).enumerate() {
             if keep && (*v > *bst || snap[r].is_none()) {
