@@ -1352,6 +1352,7 @@ impl BoundTable<'_> {
         layers.dedup();
         for k in layers {
             let group: Vec<usize> = (0..candidates.len()).filter(|&c| relus[c] == k).collect();
+            let neurons: Vec<usize> = group.iter().map(|&c| candidates[c].1).collect();
             // The children differ from the parent only at this ReLU: where every path from the
             // target down passes through it, the pass resumes there from the parent's final
             // matrix and constants instead of redoing the nodes above once per child.
@@ -1363,8 +1364,7 @@ impl BoundTable<'_> {
                 Some((m, _)) => (NodeId(k), &m[..]),
                 None => (target, spec),
             };
-            let lower =
-                self.children_lower(start, start_spec, rows, alpha, betas, resume.is_some(), candidates, &group)?;
+            let lower = self.children_lower(start, start_spec, rows, alpha, betas, resume.is_some(), k, &neurons)?;
             for (n, &c) in group.iter().enumerate() {
                 out[c] = [0, 1].map(|side| {
                     let at = (2 * n + side) * rows;
@@ -1387,10 +1387,10 @@ impl BoundTable<'_> {
     }
 
     /// One batched backward pass from `start` (spec rows x its width, `rows` per copy) for the
-    /// two children of each candidate in `group` (indices into `candidates`): copy 2n + side
-    /// has candidate n's line replaced by the identity (side 0) or zero. `resumed`: the pass
-    /// starts below the target, whose part above already holds the split multipliers of the
-    /// nodes from `start` on.
+    /// two children of each of the `neurons` of ReLU node `relu` (which has optimised lines):
+    /// copy 2n + side has neuron n's line replaced by the identity (side 0) or zero.
+    /// `resumed`: the pass starts below the target, whose part above already holds the split
+    /// multipliers of the nodes from `start` on.
     #[allow(clippy::too_many_arguments)]
     fn children_lower(
         &self,
@@ -1400,11 +1400,10 @@ impl BoundTable<'_> {
         alpha: &[Option<NodeAlpha>],
         betas: &[BetaVar],
         resumed: bool,
-        candidates: &[(NodeId, usize)],
-        group: &[usize],
+        relu: usize,
+        neurons: &[usize],
     ) -> Result<Vec<f64>> {
-        let g = self.graph;
-        let copies = 2 * group.len();
+        let copies = 2 * neurons.len();
         let all = copies * rows;
         // Row q of the batch is candidate q / (2 rows), side (q / rows) % 2, parent row q % rows.
         let mut big_alpha: Vec<Option<NodeAlpha>> = alpha[..=start.0]
@@ -1422,14 +1421,11 @@ impl BoundTable<'_> {
                 _ => None,
             })
             .collect();
-        for (n, &c) in group.iter().enumerate() {
-            let (p, i) = candidates[c];
-            let relu = g.nodes.iter().position(|m| matches!(m.op, Op::Relu(_)) && m.inputs.first() == Some(&p));
-            let w = relu.map_or(0, |r| g.nodes[r].shape.iter().product::<usize>());
-            // Checked by the caller.
-            let Some(NodeAlpha::Lines(v)) = relu.and_then(|r| big_alpha.get_mut(r)).and_then(|a| a.as_mut()) else {
-                return Err(Error::Shape(format!("candidate {c} has no optimised ReLU lines")));
-            };
+        let w = self.graph.nodes[relu].shape.iter().product::<usize>();
+        let Some(Some(NodeAlpha::Lines(v))) = big_alpha.get_mut(relu) else {
+            return Err(Error::Shape(format!("node {relu} has no optimised ReLU lines")));
+        };
+        for (n, &i) in neurons.iter().enumerate() {
             for side in 0..2 {
                 let slope = if side == 0 { 1.0 } else { 0.0 };
                 for r in 0..rows {
