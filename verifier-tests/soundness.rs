@@ -675,3 +675,35 @@ proptest! {
         prop_assert!(check_beta(&graph, pre, &region, seed).is_ok(), "{:?}", check_beta(&graph, pre, &region, seed));
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Intermediate bounds refined by branch and bound (src/verify/refine.rs) hold at every
+    /// sampled point of the ball, on a network with a skip connection, under every norm.
+    #[test]
+    fn refined_intermediate_bounds_are_sound(seed in any::<u64>(), d in 2usize..5, norm in norm_strategy(), eps in 0.05f64..1.5, budget in 1usize..60) {
+        let (graph, pre) = relu_net(seed, d);
+        let mut g = Gen(seed.rotate_left(9) | 1);
+        let center: Vec<f64> = g.vec(d, 0.5);
+        let region = Region::ball(center, norm, eps, None).unwrap();
+        let root = BoundTable::new(&graph, &region, Method::AlphaCrown, graph.outputs[0]).unwrap().bounds;
+        let mut bounds = root.clone();
+        let cache = AffineCache::new(&graph);
+        let far = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        robustcert::verify::refine::refine_node(&graph, &region, &mut bounds, pre[1], budget, far, &cache).unwrap();
+        let (before, after) = (root[pre[1].0].as_ref().unwrap(), bounds[pre[1].0].as_ref().unwrap());
+        for i in 0..after.lo.len() {
+            prop_assert!(after.lo[i] >= before.lo[i] && after.hi[i] <= before.hi[i], "loosened neuron {}", i);
+        }
+        for p in sample_points(&region, &mut g, 600).into_iter().filter(|p| region.contains(p, 1e-12)) {
+            let z = &eval_all(&graph, &p)[2];
+            for i in 0..z.len() {
+                prop_assert!(
+                    z[i] >= after.lo[i] - 1e-9 * (1.0 + z[i].abs()) && z[i] <= after.hi[i] + 1e-9 * (1.0 + z[i].abs()),
+                    "neuron {} = {} outside [{}, {}] (alpha-CROWN [{}, {}]) at {:?}", i, z[i], after.lo[i], after.hi[i], before.lo[i], before.hi[i], p
+                );
+            }
+        }
+    }
+}

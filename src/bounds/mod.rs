@@ -9,6 +9,6 @@ pub mod propagate;
 pub mod radius;
 
 pub use propagate::{
-    alpha_crown_with_table, bound_spec, crown_lower_with_minimizers, crown_with_splits, AffineCache, BetaBounds,
-    BoundTable, Interval, LinearLower, Method, NeuronSplit, Prior, RowWarm, SpecBounds,
+    alpha_crown_with_prior, alpha_crown_with_table, bound_spec, crown_lower_with_minimizers, crown_with_splits,
+    AffineCache, BetaBounds, BoundTable, Interval, LinearLower, Method, NeuronSplit, Prior, RowWarm, SpecBounds,
 };

@@ -104,7 +104,7 @@ impl AffineCache {
 }
 
 /// Ops whose relaxation is an exact affine map that ignores the input bounds.
-fn is_bound_free_affine(op: &Op) -> bool {
+pub(crate) fn is_bound_free_affine(op: &Op) -> bool {
     matches!(
         op,
         Op::Constant(_)
@@ -821,6 +821,31 @@ pub fn alpha_crown_with_table<'g>(
     rows: usize,
 ) -> Result<(SpecBounds, BoundTable<'g>)> {
     let mut t = BoundTable::new(graph, region, Method::AlphaCrown, output)?;
+    let b = alpha_crown_within_ibp(&mut t, output, spec, rows)?;
+    Ok((b, t))
+}
+
+/// As [`alpha_crown_with_table`], with `prior` bounds on the whole region (e.g. refined ones):
+/// nodes with a prior take it as it is, the others are computed and intersected with it.
+pub fn alpha_crown_with_prior<'g>(
+    graph: &'g Graph,
+    region: &'g Region,
+    output: NodeId,
+    spec: &[f64],
+    rows: usize,
+    prior: &[Option<Interval>],
+) -> Result<(SpecBounds, BoundTable<'g>)> {
+    let mut t = BoundTable::with_splits(
+        graph,
+        region,
+        Method::AlphaCrown,
+        output,
+        Some(AlphaOptions::default()),
+        &[],
+        Prior::Region(prior),
+        None,
+    )?
+    .ok_or_else(|| Error::InvalidArgument("refined bounds contradict each other (a bound is unsound)".into()))?;
     let b = alpha_crown_within_ibp(&mut t, output, spec, rows)?;
     Ok((b, t))
 }

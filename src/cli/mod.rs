@@ -52,7 +52,8 @@ pub enum Command {
     Smooth(smooth::Args),
     /// Decide a VNN-LIB property (sat / unsat / timeout / unknown on the first line of stdout):
     /// PGD falsification, CROWN, then branch and bound (input splitting for small inputs, else
-    /// alpha-CROWN and ReLU splitting with beta-CROWN). Exit 0 for any verdict.
+    /// alpha-CROWN and ReLU splitting with beta-CROWN, with intermediate bounds refined by small
+    /// branch and bounds per neuron when the first run leaves cases open). Exit 0 for any verdict.
     Verify(verify::Args),
     /// Run the bundled SYNTHETIC dermatology demo: certify with CROWN and randomized smoothing,
     /// sign both certificates and write an HTML report.

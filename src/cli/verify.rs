@@ -71,7 +71,10 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
         }
         Ok(r) => {
             let o = r.context("verification failed")?;
-            let extra = format!("\n# subdomains {} (max open {})", o.stats.domains, o.stats.max_open);
+            let mut extra = format!("\n# subdomains {} (max open {})", o.stats.domains, o.stats.max_open);
+            if o.stats.refine_subdomains > 0 {
+                extra += &format!("\n# subdomains refining intermediate bounds {}", o.stats.refine_subdomains);
+            }
             if let (Verdict::Sat, Some(cex), Some(path)) = (o.verdict, &o.counterexample, &a.counterexample) {
                 std::fs::write(path, cex.to_vnncomp()).with_context(|| format!("cannot write {}", path.display()))?;
             }

@@ -39,6 +39,8 @@ pub struct BabStats {
     pub domains: usize,
     /// Largest number of open subdomains at once.
     pub max_open: usize,
+    /// Subdomains bounded while refining intermediate bounds (see `refine`).
+    pub refine_subdomains: usize,
 }
 
 /// How one case ended.
