@@ -826,7 +826,8 @@ pub fn alpha_crown_with_table<'g>(
 }
 
 /// As [`alpha_crown_with_table`], with `prior` bounds on the whole region (e.g. refined ones):
-/// nodes with a prior take it as it is, the others are computed and intersected with it.
+/// nodes with a prior take it as it is (so it must hold on the whole region), the others are
+/// computed on top of them.
 pub fn alpha_crown_with_prior<'g>(
     graph: &'g Graph,
     region: &'g Region,

@@ -690,7 +690,12 @@ pub fn verify(graph: &Graph, prop: &Property, opts: &Options) -> Result<Outcome>
         let region = Region::from_box(case.lo.clone(), case.hi.clone())?;
         let now = Instant::now();
         let until = now + bab_deadline.saturating_duration_since(now).mul_f64(REFINE_SHARE);
-        let refined = refine::refine_case(graph, &rows, &region, open.clone(), score, root, until)?;
+        let refined = match refine::refine_case(graph, &rows, &region, open.clone(), score, root, until) {
+            Ok(r) => r,
+            Err(e) => {
+                return done(Verdict::Unknown, None, format!("bound propagation failed while refining: {e}"), stats)
+            }
+        };
         stats.refine_subdomains += refined.stats.subdomains;
         if refined.still.is_empty() {
             by_refinement += 1;
