@@ -28,7 +28,6 @@ use crate::ir::{Graph, NodeId};
 use crate::spec::vnnlib::Case;
 use crate::spec::Region;
 use rayon::prelude::*;
-use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
@@ -51,28 +50,6 @@ pub enum CaseResult {
     Sat(Vec<f32>),
     Timeout,
     Unknown(String),
-}
-
-/// Orders a subdomain type by its `score` so that a max-heap pops the lowest (worst) first.
-macro_rules! worst_first {
-    ($t:ty) => {
-        impl PartialEq for $t {
-            fn eq(&self, o: &Self) -> bool {
-                self.score.total_cmp(&o.score) == Ordering::Equal
-            }
-        }
-        impl Eq for $t {}
-        impl PartialOrd for $t {
-            fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-                Some(self.cmp(o))
-            }
-        }
-        impl Ord for $t {
-            fn cmp(&self, o: &Self) -> Ordering {
-                o.score.total_cmp(&self.score)
-            }
-        }
-    };
 }
 
 /// The next round of subdomains (worst first), or how the search ends: the deadline passed,

@@ -13,6 +13,28 @@
 //! operator, a subdomain with every ReLU fixed stays open, or a subdomain shrank to
 //! floating-point width). Never a guess.
 
+/// Orders a subdomain (of `bab` or `refine`) type by its `score` so that a max-heap pops the lowest (worst) first.
+macro_rules! worst_first {
+    ($t:ty) => {
+        impl PartialEq for $t {
+            fn eq(&self, o: &Self) -> bool {
+                self.score.total_cmp(&o.score) == std::cmp::Ordering::Equal
+            }
+        }
+        impl Eq for $t {}
+        impl PartialOrd for $t {
+            fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(o))
+            }
+        }
+        impl Ord for $t {
+            fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+                o.score.total_cmp(&self.score)
+            }
+        }
+    };
+}
+
 mod bab;
 pub mod refine;
 

@@ -13,7 +13,6 @@ use crate::ir::{Graph, NodeId};
 use crate::ops::Op;
 use crate::spec::Region;
 use rayon::prelude::*;
-use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::time::Instant;
 
@@ -42,29 +41,15 @@ pub struct RefineStats {
     pub layers: usize,
 }
 
+/// A subdomain of one neuron bound's search; `score` is its lower bound.
 struct Leaf {
-    bound: f64,
+    score: f64,
     splits: Vec<NeuronSplit>,
     warm: Option<RowWarm>,
     next: Option<(NodeId, usize)>,
 }
 
-impl PartialEq for Leaf {
-    fn eq(&self, o: &Self) -> bool {
-        self.bound.total_cmp(&o.bound) == Ordering::Equal
-    }
-}
-impl Eq for Leaf {}
-impl PartialOrd for Leaf {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Leaf {
-    fn cmp(&self, o: &Self) -> Ordering {
-        o.bound.total_cmp(&self.bound)
-    }
-}
+worst_first!(Leaf);
 
 /// The pre-activation nodes feeding ReLUs, in graph order.
 pub fn relu_inputs(graph: &Graph) -> Vec<NodeId> {
@@ -94,7 +79,7 @@ fn bound_leaf(
     let bound = beta.lower[0].max(b.lower[0]);
     let next = table.babsr_candidates(&beta.lower_matrices, 1, &splits, 1).first().copied();
     let warm = beta.warm.pop();
-    Ok(Some(Leaf { bound, splits, warm, next }))
+    Ok(Some(Leaf { score: bound, splits, warm, next }))
 }
 
 /// A sound lower bound of `sign * x_index` of `node` on the region, by branch and bound with at
@@ -122,7 +107,7 @@ fn search(
     let mut heap = BinaryHeap::new();
     heap.push(root);
     while let Some(worst) = heap.pop() {
-        if worst.bound > 0.0 || used + 2 > budget || Instant::now() >= deadline {
+        if worst.score > 0.0 || used + 2 > budget || Instant::now() >= deadline {
             heap.push(worst);
             break;
         }
@@ -136,16 +121,16 @@ fn search(
             used += 1;
             if let Some(child) = bound_leaf(graph, region, bounds, node, &spec, s, worst.warm.as_ref(), cache)? {
                 // A child can only be tighter than its parent.
-                let child = Leaf { bound: child.bound.max(worst.bound), ..child };
-                if child.bound > 0.0 {
-                    closed = closed.min(child.bound);
+                let child = Leaf { score: child.score.max(worst.score), ..child };
+                if child.score > 0.0 {
+                    closed = closed.min(child.score);
                 } else {
                     heap.push(child);
                 }
             }
         }
     }
-    let open = heap.iter().map(|l| l.bound).fold(f64::INFINITY, f64::min);
+    let open = heap.iter().map(|l| l.score).fold(f64::INFINITY, f64::min);
     Ok((open.min(closed), used))
 }
 
