@@ -43,6 +43,10 @@ pub enum Prior<'a> {
     /// A parent subdomain's bounds, which hold on its children: every node takes them as they
     /// are, clamped by the splits.
     Parent(&'a [Option<Interval>]),
+    /// Bounds on the whole region of which only those up to the node are final (e.g. refined
+    /// ones, before the later layers are recomputed on them): those nodes take them as they
+    /// are (and up to the first split node at most), later nodes are intersected with them.
+    FinalUpto(&'a [Option<Interval>], NodeId),
 }
 
 /// Per-node bounds and relaxations of one graph on one input region.
@@ -185,10 +189,13 @@ impl<'g> BoundTable<'g> {
         prior: Prior<'_>,
         cache: Option<&'g AffineCache>,
     ) -> Result<Option<Self>> {
-        let (prior, reuse) = match prior {
-            Prior::None => (None, false),
-            Prior::Region(p) => (Some(p), false),
-            Prior::Parent(p) => (Some(p), true),
+        let first_split = splits.iter().map(|s| s.node.0).min().unwrap_or(usize::MAX);
+        // Nodes up to `keep` take the prior as it is; `reuse`: every node does.
+        let (prior, reuse, keep) = match prior {
+            Prior::None => (None, false, first_split),
+            Prior::Region(p) => (Some(p), false, first_split),
+            Prior::Parent(p) => (Some(p), true, first_split),
+            Prior::FinalUpto(p, last) => (Some(p), false, first_split.min(last.0)),
         };
         if graph.inputs.len() != 1 {
             return Err(Error::InvalidArgument("bound propagation needs a single-input model".into()));
@@ -229,11 +236,10 @@ impl<'g> BoundTable<'g> {
         // would make them (refined by one, or exact), so an element-wise op's range over them
         // cannot be beaten by a backward pass from the op's output.
         let mut tight: Vec<Vec<bool>> = vec![Vec::new(); graph.nodes.len()];
-        let first_split = splits.iter().map(|s| s.node.0).min().unwrap_or(usize::MAX);
         let prior_of = |id: usize| prior.and_then(|p| p.get(id)).and_then(|b| b.as_ref());
         for id in 0..=upto.0 {
             let node = &graph.nodes[id];
-            if let Some(b) = prior_of(id).filter(|_| reuse || id <= first_split) {
+            if let Some(b) = prior_of(id).filter(|_| reuse || id <= keep) {
                 if b.lo.len() != node.shape.iter().product::<usize>() {
                     return Err(Error::Shape(format!("prior bounds of node {id} have the wrong width")));
                 }
@@ -825,9 +831,9 @@ pub fn alpha_crown_with_table<'g>(
     Ok((b, t))
 }
 
-/// As [`alpha_crown_with_table`], with `prior` bounds on the whole region (e.g. refined ones):
-/// nodes with a prior take it as it is (so it must hold on the whole region), the others are
-/// computed on top of them.
+/// As [`alpha_crown_with_table`], with `prior` bounds on the whole region (e.g. refined ones,
+/// so they must hold on the whole region): nodes up to `last_final` with a prior take it as it
+/// is, later ones are computed on top of the earlier ones and intersected with their prior.
 pub fn alpha_crown_with_prior<'g>(
     graph: &'g Graph,
     region: &'g Region,
@@ -835,6 +841,7 @@ pub fn alpha_crown_with_prior<'g>(
     spec: &[f64],
     rows: usize,
     prior: &[Option<Interval>],
+    last_final: NodeId,
 ) -> Result<(SpecBounds, BoundTable<'g>)> {
     let mut t = BoundTable::with_splits(
         graph,
@@ -843,7 +850,7 @@ pub fn alpha_crown_with_prior<'g>(
         output,
         Some(AlphaOptions::default()),
         &[],
-        Prior::Region(prior),
+        Prior::FinalUpto(prior, last_final),
         None,
     )?
     .ok_or_else(|| Error::InvalidArgument("refined bounds contradict each other (a bound is unsound)".into()))?;

@@ -238,10 +238,10 @@ pub(crate) fn refine_case(
             done.stats.stabilised += st.stabilised;
             done.stats.subdomains += st.subdomains;
             done.stats.layers += 1;
-            // The later layers and the rows again, on the refined bounds.
-            let mut prior = done.bounds.clone();
-            prior.iter_mut().skip(node.0 + 1).for_each(|b| *b = None);
-            let (still, now_score, bounds) = rows.bound_alpha(graph, region, &done.still, Some(&prior))?;
+            // The later layers and the rows again, on the refined bounds (the later layers' bounds
+            // of earlier rounds still hold: the new ones are intersected with them).
+            let (still, now_score, bounds) =
+                rows.bound_alpha(graph, region, &done.still, Some((&done.bounds, node)))?;
             done.still = still;
             if bounds.len() == done.bounds.len() {
                 done.bounds = bounds;
