@@ -4,6 +4,7 @@
 //! its bound. Any violation fails.
 
 use proptest::prelude::*;
+use robustcert::bounds::alpha_crown_with_prior;
 use robustcert::bounds::propagate::{alpha_crown_lower, AlphaOptions};
 use robustcert::bounds::{
     bound_spec, crown_with_splits, AffineCache, BoundTable, Interval, Method, NeuronSplit, Prior, RowWarm,
@@ -703,6 +704,46 @@ proptest! {
                     z[i] >= after.lo[i] - 1e-9 * (1.0 + z[i].abs()) && z[i] <= after.hi[i] + 1e-9 * (1.0 + z[i].abs()),
                     "neuron {} = {} outside [{}, {}] (alpha-CROWN [{}, {}]) at {:?}", i, z[i], after.lo[i], after.hi[i], before.lo[i], before.hi[i], p
                 );
+            }
+        }
+    }
+
+    /// alpha-CROWN on top of refined bounds (`Prior::FinalUpto`, as refinement re-runs it after
+    /// each layer): nodes up to the first pre-activation are taken as they are, the later ones
+    /// are recomputed and intersected with their refined bounds, so they keep the refinement's
+    /// gain; every bound, and the output's, holds at every sampled point of the ball.
+    #[test]
+    fn alpha_crown_on_refined_bounds_keeps_them_and_is_sound(seed in any::<u64>(), d in 2usize..5, norm in norm_strategy(), eps in 0.05f64..1.5) {
+        let (graph, pre) = relu_net(seed, d);
+        let out = graph.outputs[0];
+        let mut g = Gen(seed.rotate_left(21) | 1);
+        let center: Vec<f64> = g.vec(d, 0.5);
+        let region = Region::ball(center, norm, eps, None).unwrap();
+        let mut refined = BoundTable::new(&graph, &region, Method::AlphaCrown, out).unwrap().bounds;
+        let far = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        robustcert::verify::refine::refine_node(&graph, &region, &mut refined, pre[1], 40, far, &AffineCache::new(&graph)).unwrap();
+        let w: usize = graph.node(out).shape.iter().product();
+        let mut spec = vec![0.0; w * w];
+        for i in 0..w {
+            spec[i * w + i] = 1.0;
+        }
+        let (b, table) = alpha_crown_with_prior(&graph, &region, out, &spec, w, &refined, pre[0]).unwrap();
+        let (prior, now) = (refined[pre[1].0].as_ref().unwrap(), table.bounds[pre[1].0].as_ref().unwrap());
+        for i in 0..now.lo.len() {
+            prop_assert!(now.lo[i] >= prior.lo[i] && now.hi[i] <= prior.hi[i], "lost the refined bound of neuron {}", i);
+        }
+        for p in sample_points(&region, &mut g, 600).into_iter().filter(|p| region.contains(p, 1e-12)) {
+            let v = eval_all(&graph, &p);
+            for (k, node) in [out, pre[0], pre[1]].into_iter().enumerate() {
+                let iv = table.bounds[node.0].as_ref().unwrap();
+                for (i, z) in v[k].iter().enumerate() {
+                    let tol = 1e-9 * (1.0 + z.abs());
+                    prop_assert!(*z >= iv.lo[i] - tol && *z <= iv.hi[i] + tol, "node {} neuron {} = {} outside [{}, {}]", node.0, i, z, iv.lo[i], iv.hi[i]);
+                }
+            }
+            for (i, y) in v[0].iter().enumerate() {
+                let tol = 1e-9 * (1.0 + y.abs());
+                prop_assert!(*y >= b.lower[i] - tol && *y <= b.upper[i] + tol, "output {} = {} outside [{}, {}]", i, y, b.lower[i], b.upper[i]);
             }
         }
     }
