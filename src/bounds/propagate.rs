@@ -1051,6 +1051,14 @@ pub struct RowWarm {
     betas: Vec<(usize, usize, bool, f64)>,
 }
 
+impl RowWarm {
+    /// The heap memory it holds, in bytes (to budget the open subdomains that keep one).
+    pub fn bytes(&self) -> usize {
+        let lines: usize = self.lines.iter().map(|(_, lo, up)| 4 * (lo.len() + up.len()) + 56).sum();
+        lines + self.betas.len() * std::mem::size_of::<(usize, usize, bool, f64)>()
+    }
+}
+
 /// One split's multiplier in beta-CROWN, per row: the term -beta s z_i (s = +1 for an active
 /// split, -1 for an inactive one) is added to the objective on the subdomain.
 #[derive(Clone)]

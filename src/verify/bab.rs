@@ -283,7 +283,16 @@ pub fn input_split(
 /// beta-CROWN steps per subdomain (slopes and split multipliers from CROWN's and 0).
 const BETA_ITERATIONS: usize = 20;
 
+/// Memory the open subdomains of a ReLU-splitting branch and bound may hold. Past half of it,
+/// new subdomains drop the bounds they would pass to their children (the children then start
+/// from the root's, sound but looser); past all of it the search ends in `Unknown`, not in the
+/// operating system killing the process (verivital Convnet_avgpool prop_12_0.04 grew to 24 GB
+/// in 300 s).
+const OPEN_MEMORY: usize = 6 << 30;
+
 struct SplitDomain {
+    /// Its share of the open subdomains' memory (see [`OPEN_MEMORY`]).
+    bytes: usize,
     splits: Vec<NeuronSplit>,
     open: Vec<usize>,
     score: f64,
@@ -336,7 +345,9 @@ pub fn relu_split(
     };
     let polish = PgdOptions { steps: 20, restarts: 1, seed: 0, step: 0.1, deadline: Some(deadline) };
     let mut heap = BinaryHeap::new();
+    let mut held = 0usize;
     heap.push(SplitDomain {
+        bytes: 0,
         splits: Vec::new(),
         open: root_bound.still,
         score: root_bound.score,
@@ -348,6 +359,7 @@ pub fn relu_split(
             Ok(b) => b,
             Err(end) => return Ok(end),
         };
+        held -= batch.iter().map(|d| d.bytes).sum::<usize>();
         let jobs: Vec<(Vec<NeuronSplit>, Vec<usize>, Inherited)> = batch
             .into_iter()
             .flat_map(|d| {
@@ -388,7 +400,24 @@ pub fn relu_split(
                 (true, _) => {}
                 (false, None) => fixed_open = true,
                 (false, Some(next)) => {
-                    heap.push(SplitDomain { splits, open: b.still, score: b.score, next, children: b.children })
+                    let mut children = b.children;
+                    if held > OPEN_MEMORY / 2 {
+                        children.iter_mut().for_each(|c| c.bounds = None);
+                    }
+                    let bytes = std::mem::size_of::<NeuronSplit>() * splits.len()
+                        + 8 * b.still.len()
+                        + children[0].bytes(true)
+                        + children[1].bytes(false)
+                        + std::mem::size_of::<SplitDomain>();
+                    held += bytes;
+                    if held > OPEN_MEMORY {
+                        return Ok(CaseResult::Unknown(format!(
+                            "the {} open subdomains need more than {} GiB of memory",
+                            heap.len() + 1,
+                            OPEN_MEMORY >> 30
+                        )));
+                    }
+                    heap.push(SplitDomain { bytes, splits, open: b.still, score: b.score, next, children })
                 }
             }
         }

@@ -244,6 +244,19 @@ pub(crate) struct Inherited {
     pub bounds: Option<Arc<Vec<Option<Interval>>>>,
 }
 
+impl Inherited {
+    /// The heap memory it holds, in bytes, counting its bounds (shared by both children of a
+    /// split) only when `with_bounds`.
+    pub fn bytes(&self, with_bounds: bool) -> usize {
+        let warm: usize = self.warm.iter().map(|(_, w)| w.bytes() + 16).sum();
+        let bounds = match (&self.bounds, with_bounds) {
+            (Some(b), true) => b.iter().flatten().map(|iv| 16 * iv.lo.len() + 48).sum(),
+            _ => 0,
+        };
+        warm + 16 * self.floor.len() + bounds
+    }
+}
+
 /// Rows of the open disjuncts of a case, and which disjuncts CROWN closes on a box.
 pub(crate) struct CaseRows {
     pub goal: Goal,
