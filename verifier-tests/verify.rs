@@ -301,6 +301,30 @@ fn relu_splitting_proves_what_input_splitting_proves() {
 }
 
 #[test]
+fn relu_splitting_with_no_memory_for_open_subdomains_stops_honestly() {
+    // With no memory for open subdomains, a search that must keep one ends open (the small
+    // MLP has one hidden layer: nothing to refine instead), never in a wrong verdict.
+    let m = load_bytes(&bytes(&small_mlp())).unwrap();
+    let g = &m.graph;
+    let region = Region::from_box(vec![-1.0; 4], vec![1.0; 4]).unwrap();
+    let table = BoundTable::new(g, &region, Method::Crown, g.outputs[0]).unwrap();
+    let mut left_open = 0;
+    for j in 0..3 {
+        let mut c = vec![0.0; 3];
+        c[j] = 1.0;
+        let exact = milp_min(g, &region, &table, &c, &LpOptions::default()).unwrap().unsound_value.unwrap();
+        for two in [false, true] {
+            let o =
+                Options { max_split_inputs: 0, extra_attack: Duration::from_millis(200), open_memory: 0, ..opts(10.0) };
+            let v = verify(g, &small_property(exact - 1e-3, j, two), &o).unwrap();
+            assert_ne!(v.verdict, Verdict::Sat, "y{j}: {}", v.detail);
+            left_open += (v.verdict != Verdict::Unsat) as usize;
+        }
+    }
+    assert!(left_open > 0, "every case closed before branch and bound: the budget is not exercised");
+}
+
+#[test]
 fn relu_splitting_never_proves_a_reachable_value() {
     // Thresholds just above the grid minimum are reachable: whatever the time, never unsat.
     let m = load_bytes(&bytes(&small_mlp())).unwrap();

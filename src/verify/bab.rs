@@ -283,15 +283,8 @@ pub fn input_split(
 /// beta-CROWN steps per subdomain (slopes and split multipliers from CROWN's and 0).
 const BETA_ITERATIONS: usize = 20;
 
-/// Memory the open subdomains of a ReLU-splitting branch and bound may hold. Past half of it,
-/// new subdomains drop the bounds they would pass to their children (the children then start
-/// from the root's, sound but looser); past all of it the search ends in `Unknown`, not in the
-/// operating system killing the process (verivital Convnet_avgpool prop_12_0.04 grew to 24 GB
-/// in 300 s).
-const OPEN_MEMORY: usize = 6 << 30;
-
 struct SplitDomain {
-    /// Its share of the open subdomains' memory (see [`OPEN_MEMORY`]).
+    /// Its share of the open subdomains' memory (see [`Options::open_memory`]).
     bytes: usize,
     splits: Vec<NeuronSplit>,
     open: Vec<usize>,
@@ -401,20 +394,20 @@ pub fn relu_split(
                 (false, None) => fixed_open = true,
                 (false, Some(next)) => {
                     let mut children = b.children;
-                    if held > OPEN_MEMORY / 2 {
+                    if held > opts.open_memory / 2 {
                         children.iter_mut().for_each(|c| c.bounds = None);
                     }
                     let bytes = std::mem::size_of::<NeuronSplit>() * splits.len()
-                        + 8 * b.still.len()
+                        + std::mem::size_of::<usize>() * b.still.len()
                         + children[0].bytes(true)
                         + children[1].bytes(false)
                         + std::mem::size_of::<SplitDomain>();
                     held += bytes;
-                    if held > OPEN_MEMORY {
+                    if held > opts.open_memory {
                         return Ok(CaseResult::Unknown(format!(
-                            "the {} open subdomains need more than {} GiB of memory",
+                            "the {} open subdomains need more than {} MiB of memory",
                             heap.len() + 1,
-                            OPEN_MEMORY >> 30
+                            opts.open_memory >> 20
                         )));
                     }
                     heap.push(SplitDomain { bytes, splits, open: b.still, score: b.score, next, children })

@@ -132,6 +132,12 @@ pub struct Options {
     pub batch: usize,
     /// Most open subdomains kept (memory); beyond it the answer is `unknown`.
     pub max_domains: usize,
+    /// Bytes the open subdomains of ReLU-splitting branch and bound may hold (their inherited
+    /// bounds and slopes). Past half of it new subdomains stop passing their bounds on (their
+    /// children start from the root's: sound, looser); past all of it the case ends `unknown`
+    /// rather than the operating system killing the process (verivital Convnet_avgpool
+    /// prop_12_0.04 grew to 24 GB in 300 s).
+    pub open_memory: usize,
     /// Extra falsification time when nothing can be proved (high-dimensional inputs).
     pub extra_attack: Duration,
 }
@@ -145,6 +151,7 @@ impl Options {
             max_split_inputs: 16,
             batch: 64,
             max_domains: 1_000_000,
+            open_memory: 6 << 30,
             extra_attack: Duration::from_secs(20),
         }
     }
