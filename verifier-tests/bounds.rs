@@ -100,3 +100,30 @@ fn reference_cases_sound_and_tight() {
     }
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }
+
+/// The radius search refuses limits that would never end it (a NaN or infinite largest radius,
+/// a tolerance outside (0, 1)), and a tolerance finer than floats can resolve stops at adjacent
+/// floats with a radius that still certifies.
+#[test]
+fn radius_search_rejects_endless_settings_and_stops_at_float_resolution() {
+    use robustcert::bounds::radius::{certified_radius, certifies};
+    let m = robustcert::onnx::load_bytes(&bytes(&small_mlp())).unwrap();
+    let g = &m.graph;
+    let centre = vec![1.0, 0.5, -0.5, 2.0];
+    let x = robustcert::ir::Tensor::new(vec![1, 4], centre.iter().map(|&v| v as f32).collect()).unwrap();
+    let y = g.run_samples(&x).unwrap();
+    let label = (0..3).max_by(|&a, &b| y.data()[a].total_cmp(&y.data()[b])).unwrap();
+    let search = |max: f64, tol: f64| certified_radius(g, &centre, label, Norm::Inf, Method::Crown, None, max, tol);
+    for (max, tol) in [(f64::NAN, 1e-3), (f64::INFINITY, 1e-3), (-1.0, 1e-3), (1.0, f64::NAN), (1.0, 0.0), (1.0, 1.0)] {
+        match search(max, tol) {
+            Err(robustcert::Error::InvalidArgument(msg)) => assert!(!msg.is_empty()),
+            other => panic!("max {max}, tol {tol}: expected an argument error, got {other:?}"),
+        }
+    }
+    let fine = search(10.0, 1e-300).unwrap();
+    let coarse = search(10.0, 1e-3).unwrap();
+    assert!(fine.radius >= coarse.radius, "{fine:?} {coarse:?}");
+    assert!(fine.radius > 0.0 && fine.first_failure.is_some(), "{fine:?}");
+    let region = Region::ball(centre.clone(), Norm::Inf, fine.radius, None).unwrap();
+    assert!(certifies(g, &region, Method::Crown, label).unwrap());
+}

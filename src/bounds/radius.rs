@@ -81,6 +81,14 @@ pub fn certified_radius(
     max_radius: f64,
     rel_tol: f64,
 ) -> Result<CertifiedRadius> {
+    // A NaN or infinite limit would grow the bracket forever; a NaN tolerance would skip the
+    // bisection.
+    if !max_radius.is_finite() || max_radius <= 0.0 {
+        return Err(Error::InvalidArgument(format!("the largest radius {max_radius} must be positive and finite")));
+    }
+    if rel_tol.is_nan() || rel_tol <= 0.0 || rel_tol >= 1.0 {
+        return Err(Error::InvalidArgument(format!("bisection tolerance {rel_tol} must be in (0, 1)")));
+    }
     let mut evals = 0;
     let mut check = |eps: f64| -> Result<bool> {
         evals += 1;
@@ -91,7 +99,7 @@ pub fn certified_radius(
         return Ok(CertifiedRadius { radius: 0.0, first_failure: Some(0.0), evaluations: evals });
     }
     // Grow geometrically to bracket the radius, then bisect.
-    let (mut lo, mut hi) = (0.0f64, max_radius.min(1e-3).max(f64::MIN_POSITIVE));
+    let (mut lo, mut hi) = (0.0f64, max_radius.clamp(f64::MIN_POSITIVE, 1e-3));
     loop {
         if check(hi)? {
             lo = hi;
@@ -105,6 +113,10 @@ pub fn certified_radius(
     }
     while hi - lo > rel_tol * hi {
         let mid = lo + (hi - lo) / 2.0;
+        // A tolerance below the spacing of floats cannot be met: stop at adjacent floats.
+        if mid <= lo || mid >= hi {
+            break;
+        }
         if check(mid)? {
             lo = mid;
         } else {

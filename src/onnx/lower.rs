@@ -332,7 +332,7 @@ fn binary(ctx: &mut Ctx, n: &NodeProto, a: &Attrs) -> Result<Value> {
             return Err(node_err(n, format!("legacy broadcast axis {ax} does not fit ranks {ra} and {}", sb.len())));
         }
         let mut shape = sb.clone();
-        shape.extend(std::iter::repeat(1).take(ra - ax as usize - sb.len()));
+        shape.extend(std::iter::repeat_n(1, ra - ax as usize - sb.len()));
         c.value = c.value.reshape(shape)?;
         y = Value::Const(c);
     }

@@ -75,7 +75,7 @@ impl PoolAxis {
         let mut out = if ceil { num.div_ceil(s) + 1 } else { num / s + 1 };
         // With ceil_mode the last window must start inside the input or the begin padding
         // (PyTorch, onnxruntime).
-        if ceil && (out - 1).checked_mul(s).map_or(true, |st| st >= input + pb) {
+        if ceil && (out - 1).checked_mul(s).is_none_or(|st| st >= input + pb) {
             out -= 1;
         }
         Ok(PoolAxis { input, k, s, d, pb, pe, out })

@@ -141,7 +141,7 @@ impl<'g> Sampler<'g> {
                 self.sample_len
             )));
         }
-        if start.checked_add(count).map_or(true, |e| e > noise::MAX_SAMPLE_INDEX) {
+        if start.checked_add(count).is_none_or(|e| e > noise::MAX_SAMPLE_INDEX) {
             return Err(Error::InvalidArgument("sample index range too large".into()));
         }
         let batch = batch.max(1) as u64;

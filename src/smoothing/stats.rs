@@ -160,7 +160,8 @@ pub fn next_up(x: f64) -> f64 {
 
 /// Cohen's radius sigma * PhiInverse(p_lower), rounded down: the quantile is lowered by a
 /// relative 1e-12 (4000x its error) and each product rounded down. `None` when p_lower <= 1/2
-/// (abstain).
+/// (abstain). The negated comparisons are deliberate: a NaN input must abstain, not certify.
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
 pub fn radius_lower(sigma: f64, p_lower: f64) -> Option<f64> {
     if !(p_lower > 0.5) {
         return None;
