@@ -164,3 +164,44 @@ fn bounds_and_radius_json_contract() {
     assert!(err.contains("label 99"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Radii beyond what a certificate's 1e-6 grid can hold are refused at once; `--eps 1e303`
+/// used to search for a grid point forever.
+#[test]
+fn certify_refuses_radii_beyond_the_grid() {
+    let dir = std::env::temp_dir().join(format!("robustcert-cli-radii-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("key");
+    let (code, _, err) = robustcert(&["keygen", "--out", key.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let key = key.join("robustcert.key.pem");
+    let model = root().join("demo/dermacnn.onnx");
+    let data = root().join("demo/synthetic_dermamnist.npz");
+    let out = dir.join("out");
+    let base = [
+        "certify",
+        model.to_str().unwrap(),
+        "--dataset",
+        data.to_str().unwrap(),
+        "--method",
+        "crown",
+        "--limit",
+        "1",
+        "--key",
+        key.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    for extra in [
+        &["--eps", "1e303"][..],
+        &["--eps", "1e12"],
+        &["--eps", "0.01", "--radii", "0.01,1e303"],
+        &["--eps", "0.01", "--criteria", "certified_accuracy@1e303>=0.5"],
+    ] {
+        let args: Vec<&str> = base.iter().copied().chain(extra.iter().copied()).collect();
+        let (code, _, err) = robustcert(&args);
+        assert_eq!(code, 2, "{extra:?}: {err}");
+        assert!(err.contains("beyond the largest radius a certificate records"), "{extra:?}: {err}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

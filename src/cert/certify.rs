@@ -81,19 +81,30 @@ impl Default for Attack {
 /// [`super::round_radius_down`] leaves unchanged). A radius proved at or above it stays at or
 /// above it after the builder rounds it down, so "proved at eps" is also "certified at eps" in
 /// the aggregates. Rounding up keeps the claim at least as strong as the one requested.
+/// Above [`MAX_GRID_RADIUS`] the answer is infinity, which every caller refuses as a radius.
 pub fn radius_on_grid(r: f64) -> f64 {
     if !(r.is_finite() && r > 0.0) {
         return r;
     }
+    if r > MAX_GRID_RADIUS {
+        return f64::INFINITY;
+    }
     let mut k = (r * 1e6).ceil().max(0.0);
-    loop {
+    // One or two steps in practice; the bound only guarantees an end.
+    for _ in 0..1000 {
         let q = k / 1e6;
         if q >= r && super::round_radius_down(q) == q {
             return q;
         }
         k += 1.0;
     }
+    f64::INFINITY
 }
+
+/// The largest radius a certificate records. Past 2^53 x 1e-6 (about 9e9) the multiples of
+/// 1e-6 are no longer distinct floats, and past about 1.8e302 r x 1e6 is not finite: searching
+/// for a grid point there never ended (`--eps 1e303` hung). No normalised input needs more.
+pub const MAX_GRID_RADIUS: f64 = 1e9;
 
 /// The threat-model norm name of a [`Norm`] (`linf`, `l2`, `l1`).
 pub fn norm_name(n: Norm) -> &'static str {
@@ -651,6 +662,11 @@ mod tests {
         }
         assert_eq!(radius_on_grid(0.0), 0.0);
         assert_eq!(radius_on_grid(0.25), 0.25);
+        assert_eq!(radius_on_grid(MAX_GRID_RADIUS), MAX_GRID_RADIUS);
+        // Beyond the grid: infinity (refused by every caller), never an endless search.
+        for r in [1.0000001e9, 1e12, 1e200, 1e303, f64::MAX] {
+            assert_eq!(radius_on_grid(r), f64::INFINITY, "{r}");
+        }
     }
 
     #[test]

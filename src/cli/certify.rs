@@ -7,7 +7,9 @@
 
 use super::{print_json, Outcome};
 use crate::bounds::Method as BoundMethod;
-use crate::cert::certify::{certify_input, radius_on_grid, samples, Attack, Engine, RADIUS_REL_TOL, SMOOTHING_RNG};
+use crate::cert::certify::{
+    certify_input, radius_on_grid, samples, Attack, Engine, MAX_GRID_RADIUS, RADIUS_REL_TOL, SMOOTHING_RNG,
+};
 use crate::cert::journal::{
     self, assemble, Assembly, DatasetRecord, Header, JournalWriter, ReadOutcome, RunRecord, Session, Shard,
 };
@@ -179,6 +181,10 @@ fn path_or_empty() -> impl clap::builder::TypedValueParser<Value = PathBuf> {
 }
 
 fn engine(a: &Args) -> anyhow::Result<Engine> {
+    let asked = a.eps.iter().map(|&e| ("--eps", e)).chain(a.radii.iter().map(|&r| ("--radii", r)));
+    if let Some((flag, r)) = asked.into_iter().find(|&(_, r)| r > MAX_GRID_RADIUS) {
+        bail!("{flag} {r:e} is beyond the largest radius a certificate records ({MAX_GRID_RADIUS:e})");
+    }
     // Radii go on the certificate's 1e-6 grid, rounded up (a claim at least as strong).
     let eps = a.eps.map(radius_on_grid);
     let radii: Vec<f64> = a.radii.iter().map(|&r| radius_on_grid(r)).collect();
@@ -623,12 +629,17 @@ pub(crate) fn certify_batch(a: &Args, b: &BatchArgs) -> anyhow::Result<Finished>
             bail!("--progress-every must be a positive number of seconds");
         }
     }
-    let criteria = a
-        .criteria
-        .iter()
-        .map(|c| Criterion::parse(c).map(|c| Criterion { radius: radius_on_grid(c.radius), ..c }))
-        .collect::<crate::Result<Vec<_>>>()
-        .context("bad --criteria")?;
+    let mut criteria =
+        a.criteria.iter().map(|c| Criterion::parse(c)).collect::<crate::Result<Vec<_>>>().context("bad --criteria")?;
+    for c in &mut criteria {
+        if c.radius > MAX_GRID_RADIUS {
+            bail!(
+                "bad --criteria: radius {:e} is beyond the largest radius a certificate records ({MAX_GRID_RADIUS:e})",
+                c.radius
+            );
+        }
+        c.radius = radius_on_grid(c.radius);
+    }
     let model_bytes = std::fs::read(&a.model).with_context(|| format!("cannot read {}", a.model.display()))?;
     let model_name = a.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut subject = ModelSubject::from_bytes(&model_name, &model_bytes)
