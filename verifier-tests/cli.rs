@@ -205,3 +205,16 @@ fn certify_refuses_radii_beyond_the_grid() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `--threads` takes 1 to 1024: 100000 OS threads took minutes to start before any work.
+#[test]
+fn thread_counts_out_of_range_are_refused() {
+    for cmd in [&["certify", "m.onnx", "--method", "crown", "--key", "k", "--out", "o"][..], &["demo"], &["check"]] {
+        for bad in ["0", "100000", "many"] {
+            let args: Vec<&str> = cmd.iter().copied().chain(["--threads", bad]).collect();
+            let (code, _, err) = robustcert(&args);
+            assert_eq!(code, 2, "{args:?}: {err}");
+            assert!(err.contains("from 1 to 1024"), "{args:?}: {err}");
+        }
+    }
+}

@@ -132,8 +132,8 @@ pub struct Args {
     /// Printed name of the signer (21 CFR 11.50).
     #[arg(long)]
     pub signer: Option<String>,
-    /// Worker threads (default: all cores). Results do not depend on it.
-    #[arg(long)]
+    /// Worker threads, 1 to 1024 (default: all cores). Results do not depend on it.
+    #[arg(long, value_parser = super::thread_count)]
     pub threads: Option<usize>,
     /// Record per-input wall-clock seconds (then results differ from run to run).
     #[arg(long)]

@@ -33,8 +33,8 @@ pub struct Args {
     /// The signing key, PKCS#8 PEM (overrides $ROBUSTCERT_KEY and output.key).
     #[arg(long)]
     pub key: Option<PathBuf>,
-    /// Worker threads (overrides `threads`; default: all cores). Results do not depend on it.
-    #[arg(long)]
+    /// Worker threads, 1 to 1024 (overrides `threads`; default: all cores). Results do not depend on it.
+    #[arg(long, value_parser = super::thread_count)]
     pub threads: Option<usize>,
 }
 

@@ -34,8 +34,8 @@ pub struct Args {
     /// the recorded seed) and fail on any difference. Needs --model, --data and --labels.
     #[arg(long)]
     pub recheck: bool,
-    /// Worker threads for --recheck (default: all cores). Results do not depend on it.
-    #[arg(long)]
+    /// Worker threads for --recheck, 1 to 1024 (default: all cores). Results do not depend on it.
+    #[arg(long, value_parser = super::thread_count)]
     pub threads: Option<usize>,
     /// Print one JSON object instead of text.
     #[arg(long)]

@@ -35,8 +35,8 @@ pub struct Args {
     /// The demo folder (default: ./demo, else the one in the source tree).
     #[arg(long)]
     pub demo_dir: Option<PathBuf>,
-    /// Worker threads (default: all cores).
-    #[arg(long)]
+    /// Worker threads, 1 to 1024 (default: all cores).
+    #[arg(long, value_parser = super::thread_count)]
     pub threads: Option<usize>,
 }
 

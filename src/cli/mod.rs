@@ -98,6 +98,18 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
 }
 
 /// Prints a value as one line of JSON.
+/// The most worker threads `--threads` takes: each is an OS thread with its own stack, and
+/// `--threads 100000` spent minutes starting them before any work.
+pub(crate) const MAX_THREADS: usize = 1024;
+
+/// Parses `--threads`: a whole number from 1 to [`MAX_THREADS`].
+pub(crate) fn thread_count(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=MAX_THREADS).contains(&n) => Ok(n),
+        _ => Err(format!("expected a whole number of threads from 1 to {MAX_THREADS}")),
+    }
+}
+
 pub(crate) fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string(v)?);
     Ok(())
