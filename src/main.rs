@@ -5,6 +5,7 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    robustcert::cli::end_quietly_on_closed_pipe();
     let cli = robustcert::cli::Cli::parse();
     match robustcert::cli::run(cli) {
         Ok(outcome) => outcome.into(),

@@ -218,3 +218,34 @@ fn thread_counts_out_of_range_are_refused() {
         }
     }
 }
+
+/// A reader that closes the pipe early (`robustcert predict ... | head`) ends the process
+/// quietly, by SIGPIPE as for other Unix tools, never with a "Broken pipe" panic. The output
+/// (3000 rows) is larger than a pipe's buffer, so the write that fails is certain to happen.
+#[cfg(unix)]
+#[test]
+fn closed_stdout_pipe_ends_quietly() {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let dir = std::env::temp_dir().join(format!("robustcert-cli-pipe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let x = dir.join("many.npy");
+    let rows = 3000;
+    let data: Vec<f32> = (0..rows * 784).map(|i| (i % 255) as f32 / 255.0).collect();
+    robustcert::data::write_npy(&x, &robustcert::ir::Tensor::new(vec![rows, 1, 28, 28], data).unwrap()).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_robustcert"))
+        .args(["predict", &model_path("mlp_relu"), "--input", x.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let status = child.wait().unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(status.signal(), Some(13), "{status:?} {err}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -137,6 +137,18 @@ pub(crate) fn print_certified_accuracy(p: &crate::cert::RobustnessPredicate) {
 /// the threads wait on TLB shootdowns (15% of the time in the kernel on VNN-COMP's verivital
 /// Convnet_avgpool). Measured there: 2561 -> 3457 subdomains in 60 s. A process-wide setting,
 /// so the command line makes it, not the library.
+/// Restores SIGPIPE's default action, so that `robustcert ... | head` ends quietly when the
+/// reader closes the pipe, as other Unix tools do (Rust ignores SIGPIPE, and `println!` then
+/// panics with "Broken pipe"). For the binary's `main` only: it changes the whole process.
+pub fn end_quietly_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to its default; called first thing in `main`,
+    // before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator parameters; it is called before any thread starts.
