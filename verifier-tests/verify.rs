@@ -170,6 +170,43 @@ proptest! {
     }
 }
 
+/// A large input box asserted once, then thousands of output disjuncts: one case holding every
+/// disjunct (the box is not copied into each: 20,000 disjuncts over 784 inputs took 19 s).
+/// Boxes equal up to the sign of zero are one case; a false top-level atom leaves no case.
+#[test]
+fn many_disjuncts_over_one_box_are_one_case() {
+    let n = 784;
+    let k = 50_000;
+    let mut text = String::new();
+    for i in 0..n {
+        text += &format!("(declare-const X_{i} Real)\n");
+    }
+    text += "(declare-const Y_0 Real)\n(declare-const Y_1 Real)\n";
+    for i in 0..n {
+        text += &format!("(assert (>= X_{i} {}))\n(assert (<= X_{i} 0.5))\n", if i % 2 == 0 { "-0" } else { "0" });
+    }
+    text += "(assert (or";
+    for j in 0..k {
+        text += &format!(" (and (>= Y_0 (* {j} Y_1)))");
+    }
+    text += "))\n";
+    let p = parse(&text).unwrap();
+    assert_eq!(p.cases.len(), 1);
+    assert_eq!(p.cases[0].output.disjuncts.len(), k);
+    assert!(p.cases[0].lo.iter().all(|&l| l == 0.0) && p.cases[0].hi.iter().all(|&h| h == 0.5));
+    let d = &p.cases[0].output.disjuncts[7];
+    assert_eq!(d, &vec![Constraint { coeffs: vec![(0, -1.0), (1, 7.0)], rhs: 0.0, strict: false }]);
+
+    let two = "(declare-const X_0 Real)(declare-const Y_0 Real)(assert (<= X_0 1))\
+               (assert (or (and (>= X_0 -0) (<= Y_0 1)) (and (>= X_0 0) (<= Y_0 2))))";
+    let p = parse(two).unwrap();
+    assert_eq!(p.cases.len(), 1);
+    assert_eq!(p.cases[0].output.disjuncts.len(), 2);
+    let none = "(declare-const X_0 Real)(declare-const Y_0 Real)(assert (<= X_0 1))(assert (>= X_0 0))\
+                (assert (<= 1 0))(assert (or (<= Y_0 1) (<= Y_0 2)))";
+    assert!(parse(none).unwrap().cases.is_empty());
+}
+
 #[test]
 fn every_vnncomp_vnnlib_parses() {
     let Some(root) = vnncomp() else {
