@@ -97,7 +97,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
     }
 }
 
-/// Prints a value as one line of JSON.
 /// The most worker threads `--threads` takes: each is an OS thread with its own stack, and
 /// `--threads 100000` was still starting them, before any work, after 20 s.
 pub(crate) const MAX_THREADS: usize = 1024;
@@ -110,6 +109,7 @@ pub(crate) fn thread_count(s: &str) -> Result<usize, String> {
     }
 }
 
+/// Prints a value as one line of JSON.
 pub(crate) fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string(v)?);
     Ok(())
