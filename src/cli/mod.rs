@@ -131,12 +131,6 @@ pub(crate) fn print_certified_accuracy(p: &crate::cert::RobustnessPredicate) {
     }
 }
 
-/// Asks glibc's allocator to keep freed memory for reuse. Bound propagation allocates and
-/// frees matrices of hundreds of kilobytes per pass, on every thread; by default glibc maps
-/// such blocks fresh and hands trimmed memory back to the kernel, so each pass page-faults and
-/// the threads wait on TLB shootdowns (15% of the time in the kernel on VNN-COMP's verivital
-/// Convnet_avgpool). Measured there: 2561 -> 3457 subdomains in 60 s. A process-wide setting,
-/// so the command line makes it, not the library.
 /// Restores SIGPIPE's default action, so that `robustcert ... | head` ends quietly when the
 /// reader closes the pipe, as other Unix tools do (Rust ignores SIGPIPE, and `println!` then
 /// panics with "Broken pipe"). For the binary's `main` only: it changes the whole process.
@@ -149,6 +143,12 @@ pub fn end_quietly_on_closed_pipe() {
     }
 }
 
+/// Asks glibc's allocator to keep freed memory for reuse. Bound propagation allocates and
+/// frees matrices of hundreds of kilobytes per pass, on every thread; by default glibc maps
+/// such blocks fresh and hands trimmed memory back to the kernel, so each pass page-faults and
+/// the threads wait on TLB shootdowns (15% of the time in the kernel on VNN-COMP's verivital
+/// Convnet_avgpool). Measured there: 2561 -> 3457 subdomains in 60 s. A process-wide setting,
+/// so the command line makes it, not the library.
 fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator parameters; it is called before any thread starts.
