@@ -180,10 +180,17 @@ fn path_or_empty() -> impl clap::builder::TypedValueParser<Value = PathBuf> {
     clap::builder::OsStringValueParser::new().map(PathBuf::from)
 }
 
+/// Refuses a radius the certificate's grid cannot hold (`what` names where it came from).
+fn check_grid_radius(what: &str, r: f64) -> anyhow::Result<()> {
+    if r > MAX_GRID_RADIUS {
+        bail!("{what} {r:e} is beyond the largest radius a certificate records ({MAX_GRID_RADIUS:e})");
+    }
+    Ok(())
+}
+
 fn engine(a: &Args) -> anyhow::Result<Engine> {
-    let asked = a.eps.iter().map(|&e| ("--eps", e)).chain(a.radii.iter().map(|&r| ("--radii", r)));
-    if let Some((flag, r)) = asked.into_iter().find(|&(_, r)| r > MAX_GRID_RADIUS) {
-        bail!("{flag} {r:e} is beyond the largest radius a certificate records ({MAX_GRID_RADIUS:e})");
+    for (what, r) in a.eps.iter().map(|&e| ("--eps", e)).chain(a.radii.iter().map(|&r| ("--radii", r))) {
+        check_grid_radius(what, r)?;
     }
     // Radii go on the certificate's 1e-6 grid, rounded up (a claim at least as strong).
     let eps = a.eps.map(radius_on_grid);
@@ -632,12 +639,7 @@ pub(crate) fn certify_batch(a: &Args, b: &BatchArgs) -> anyhow::Result<Finished>
     let mut criteria =
         a.criteria.iter().map(|c| Criterion::parse(c)).collect::<crate::Result<Vec<_>>>().context("bad --criteria")?;
     for c in &mut criteria {
-        if c.radius > MAX_GRID_RADIUS {
-            bail!(
-                "bad --criteria: radius {:e} is beyond the largest radius a certificate records ({MAX_GRID_RADIUS:e})",
-                c.radius
-            );
-        }
+        check_grid_radius("bad --criteria: radius", c.radius)?;
         c.radius = radius_on_grid(c.radius);
     }
     let model_bytes = std::fs::read(&a.model).with_context(|| format!("cannot read {}", a.model.display()))?;
